@@ -1,0 +1,186 @@
+/* devnet bench: forward-pass speed of the backbone's feature extractor.
+ *
+ * --threads T runs T workers, each with its own forward context and one BLAS thread, on
+ * the same synthetic image at once: the way devnetd uses the cores. A round is one pass
+ * per worker; ms_per_image is the median round time divided by T (throughput), and
+ * latency_ms the median time of a single pass inside a round. */
+#include "cli.h"
+
+#include "dn_backbone.h"
+#include "dn_forward.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+
+#define BENCH_WARMUP 3
+#define BENCH_MAX_THREADS 64
+
+typedef struct bench {
+    const dn_backbone *bb;
+    const float *input;
+    int size, iters, threads, tap;
+    pthread_barrier_t start, end;
+    double *pass_ms; /* [iters * threads] */
+    int failed;
+} bench;
+
+typedef struct worker {
+    bench *b;
+    int id;
+} worker;
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+static void *worker_main(void *arg)
+{
+    worker *w = arg;
+    bench *b = w->b;
+    dn_forward fw;
+    dn_forward_init(&fw, b->bb);
+    dn_fmap out;
+    for (int it = -BENCH_WARMUP; it < b->iters; it++) {
+        pthread_barrier_wait(&b->start);
+        double t0 = now_ms();
+        if (dn_forward_run(&fw, b->input, b->size, b->size, &b->tap, 1, &out))
+            b->failed = 1;
+        if (it >= 0)
+            b->pass_ms[it * b->threads + w->id] = now_ms() - t0;
+        pthread_barrier_wait(&b->end);
+    }
+    dn_forward_free(&fw);
+    return NULL;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double median(double *v, int n)
+{
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+/* Multiply-adds x2 of every node up to `last` for an input of s x s. */
+static double graph_flops(const dn_backbone *bb, int s, int last)
+{
+    int oh[DN_MAX_NODES], ow[DN_MAX_NODES];
+    if (dn_graph_shapes(&bb->graph, s, s, oh, ow, NULL))
+        return 0;
+    double flops = 0;
+    for (int i = 0; i <= last; i++) {
+        const dn_node *n = &bb->graph.nodes[i];
+        double pix = (double)oh[i] * ow[i];
+        if (n->op == DN_OP_CONV)
+            flops += 2.0 * pix * n->cout * n->kh * n->kw * n->cin;
+        else if (n->op == DN_OP_DWCONV)
+            flops += 2.0 * pix * n->cout * n->kh * n->kw;
+    }
+    return flops;
+}
+
+/* Runs the rounds from the main thread with the workers; fills round_ms[iters]. */
+static int run_rounds(bench *b, double *round_ms)
+{
+    pthread_t tid[BENCH_MAX_THREADS];
+    worker ws[BENCH_MAX_THREADS];
+    pthread_barrier_init(&b->start, NULL, (unsigned)b->threads + 1);
+    pthread_barrier_init(&b->end, NULL, (unsigned)b->threads + 1);
+    for (int t = 0; t < b->threads; t++) {
+        ws[t] = (worker){b, t};
+        pthread_create(&tid[t], NULL, worker_main, &ws[t]);
+    }
+    for (int it = -BENCH_WARMUP; it < b->iters; it++) {
+        pthread_barrier_wait(&b->start);
+        double t0 = now_ms();
+        pthread_barrier_wait(&b->end);
+        if (it >= 0)
+            round_ms[it] = now_ms() - t0;
+    }
+    for (int t = 0; t < b->threads; t++)
+        pthread_join(tid[t], NULL);
+    pthread_barrier_destroy(&b->start);
+    pthread_barrier_destroy(&b->end);
+    return b->failed;
+}
+
+static int parse_bench_args(int argc, char **argv, const char **backbone, long *size,
+                            long *threads, long *iters, int *json)
+{
+    for (int i = 1; i < argc; i++) {
+        long *target = !strcmp(argv[i], "--size")      ? size
+                       : !strcmp(argv[i], "--threads") ? threads
+                       : !strcmp(argv[i], "--iters")   ? iters
+                                                       : NULL;
+        if (!strcmp(argv[i], "--json"))
+            *json = 1;
+        else if (!strcmp(argv[i], "--backbone") && i + 1 < argc)
+            *backbone = argv[++i];
+        else if (target && i + 1 < argc) {
+            long hi = target == size ? 4096 : target == threads ? BENCH_MAX_THREADS : 100000;
+            if (cli_int(argv[++i], 1, hi, target))
+                return cli_usage("bench: %s takes a whole number from 1 to %ld", argv[i - 1], hi);
+        } else
+            return cli_usage("bench: unknown argument '%s'", argv[i]);
+    }
+    return CLI_OK;
+}
+
+int cmd_bench(int argc, char **argv)
+{
+    const char *backbone = "build/backbone.safetensors";
+    long size = 448, threads = 1, iters = 20;
+    int json = 0;
+    int rc = parse_bench_args(argc, argv, &backbone, &size, &threads, &iters, &json);
+    if (rc)
+        return rc;
+    dn_backbone bb;
+    dn_backbone_init(&bb);
+    if (dn_backbone_load(&bb, backbone))
+        return cli_fail(backbone, &bb.err);
+    size_t n_in = (size_t)size * size * bb.graph.in_channels;
+    float *input = malloc(n_in * sizeof *input);
+    double *round_ms = malloc((size_t)iters * sizeof *round_ms);
+    double *pass_ms = malloc((size_t)iters * threads * sizeof *pass_ms);
+    bench b = {.bb = &bb, .input = input, .size = (int)size, .iters = (int)iters,
+               .threads = (int)threads, .tap = dn_backbone_final_map(&bb), .pass_ms = pass_ms};
+    rc = CLI_FAIL;
+    if (input && round_ms && pass_ms) {
+        uint64_t s = 42; /* a fixed synthetic image in [-1, 1] */
+        for (size_t i = 0; i < n_in; i++, s = s * 6364136223846793005ull + 1442695040888963407ull)
+            input[i] = (float)((s >> 40) & 0xffff) / 32767.5f - 1.0f;
+        rc = run_rounds(&b, round_ms) ? CLI_FAIL : CLI_OK;
+    }
+    if (rc == CLI_OK) {
+        double ms = median(round_ms, (int)iters) / (double)threads;
+        double lat = median(pass_ms, (int)(iters * threads));
+        double gflops = graph_flops(&bb, (int)size, b.tap) / (ms * 1e6);
+        struct rusage ru;
+        getrusage(RUSAGE_SELF, &ru);
+        printf("size %ld, threads %ld, iters %ld: %.2f ms/image (median), latency %.2f ms, "
+               "%.1f GFLOP/s, peak RSS %.1f MB\n",
+               size, threads, iters, ms, lat, gflops, ru.ru_maxrss / 1024.0);
+        if (json)
+            printf("{\"size\":%ld,\"threads\":%ld,\"iters\":%ld,\"ms_per_image\":%.3f,"
+                   "\"latency_ms\":%.3f,\"gflops\":%.2f,\"peak_rss_mb\":%.1f}\n",
+                   size, threads, iters, ms, lat, gflops, ru.ru_maxrss / 1024.0);
+    } else {
+        fprintf(stderr, "devnet: bench: a forward pass failed (out of memory or input too small)\n");
+    }
+    free(input);
+    free(round_ms);
+    free(pass_ms);
+    dn_backbone_free(&bb);
+    return rc;
+}

@@ -1,0 +1,36 @@
+/* dn_backbone: the frozen CNN trunk. Loaded once per process from a safetensors file
+ * (weights + graph in __metadata__) and shared read-only by every thread; each thread
+ * runs it through its own dn_forward context (dn_forward.h). */
+#ifndef DN_BACKBONE_H
+#define DN_BACKBONE_H
+
+#include "dn_graph.h"
+#include "dn_safetensors.h"
+
+#define DN_BACKBONE_FORMAT "devnet-backbone"
+#define DN_BACKBONE_VERSION "1"
+
+typedef struct dn_backbone {
+    dn_graph graph;      /* weight pointers point into st */
+    dn_safetensors st;
+    char sha256[65];     /* of the safetensors file: identifies features in caches and models */
+    char source_sha256[65]; /* of the file it was imported from */
+    dn_error err;
+} dn_backbone;
+
+void dn_backbone_init(dn_backbone *bb);
+int dn_backbone_load(dn_backbone *bb, const char *path);
+void dn_backbone_free(dn_backbone *bb);
+
+/* Writes a graph and its weights as a backbone safetensors file (atomically).
+ * source_sha256 names the file it came from. */
+int dn_backbone_save(const dn_graph *g, const char *source_sha256, const char *path, dn_error *err);
+
+/* The map a feature extractor taps at a given output stride: the last node whose output
+ * has that stride (relative to the input) before the global pool, or -1. */
+int dn_backbone_tap_at_stride(const dn_backbone *bb, int stride);
+
+/* The last spatial map before the global pool (MobileNetV2: the 1280-channel map), or -1. */
+int dn_backbone_final_map(const dn_backbone *bb);
+
+#endif

@@ -1,0 +1,26 @@
+/* dn_limits: every named limit of the library in one place (redis/sqlite style).
+ * A limit protects memory or time against hostile or broken input; each is checked
+ * before the allocation it guards. */
+#ifndef DN_LIMITS_H
+#define DN_LIMITS_H
+
+/* Images */
+#define DN_DEFAULT_MAX_PIXELS (40u * 1000u * 1000u) /* decoded width*height, default */
+#define DN_MAX_IMAGE_SIDE 65535                      /* either dimension */
+#define DN_MAX_ENCODED_IMAGE_BYTES (256u << 20)      /* a file we agree to read into memory */
+
+/* safetensors */
+#define DN_ST_MAX_HEADER_BYTES (64u << 20) /* JSON header length */
+#define DN_ST_MAX_TENSORS 4096
+#define DN_ST_MAX_NAME 128                 /* tensor name incl. NUL */
+#define DN_ST_MAX_DIMS 4
+#define DN_ST_MAX_FILE_BYTES (4ull << 30)
+
+/* Backbone graphs */
+#define DN_MAX_NODES 256
+#define DN_MAX_NAME 96   /* node and tensor names incl. NUL */
+#define DN_MAX_TAPS 16
+#define DN_MAX_INPUT_SIDE 4096 /* forward-pass input height/width */
+#define DN_TFLITE_MAX_BYTES (512u << 20)
+
+#endif
