@@ -10,6 +10,7 @@ enum { CLI_OK = 0, CLI_FAIL = 1, CLI_USAGE = 2 };
 int cmd_import_backbone(int argc, char **argv);
 int cmd_classify(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+int cmd_features(int argc, char **argv);
 
 /* Prints "devnet: <what>: <message> (<code name>)" to stderr and returns CLI_FAIL. */
 int cli_fail(const char *what, const dn_error *err);

@@ -16,6 +16,7 @@ static const struct {
 } commands[] = {
     {"import-backbone", cmd_import_backbone, "IN.tflite -o OUT.safetensors   convert a TFLite CNN"},
     {"classify", cmd_classify, "--backbone B [--labels L] IMAGE...   top-5 ImageNet labels"},
+    {"features", cmd_features, "--backbone B [--size S] [--tap T]... [-o OUT.f32] [--dump-input IN.f32] IMAGE"},
     {"bench", cmd_bench, "--backbone B [--size S] [--threads T] [--iters N] [--json]   forward-pass speed"},
 };
 

@@ -145,15 +145,29 @@ static int first_pool(const dn_graph *g)
 
 int dn_backbone_tap_at_stride(const dn_backbone *bb, int stride)
 {
-    int s[DN_MAX_NODES], found = -1;
+    int s[DN_MAX_NODES], last = -1, last_linear = -1;
     node_strides(&bb->graph, s);
     for (int i = 0; i < first_pool(&bb->graph); i++)
-        if (s[i] == stride)
-            found = i;
-    return found;
+        if (s[i] == stride) {
+            last = i;
+            if (bb->graph.nodes[i].act == DN_ACT_NONE)
+                last_linear = i;
+        }
+    return last_linear >= 0 ? last_linear : last;
 }
 
 int dn_backbone_final_map(const dn_backbone *bb)
 {
     return first_pool(&bb->graph) - 1;
+}
+
+int dn_backbone_resolve_tap(const dn_backbone *bb, const char *name)
+{
+    int stride;
+    char tail;
+    if (strcmp(name, "final") == 0)
+        return dn_backbone_final_map(bb);
+    if (sscanf(name, "stride%d%c", &stride, &tail) == 1)
+        return dn_backbone_tap_at_stride(bb, stride);
+    return dn_graph_find(&bb->graph, name);
 }

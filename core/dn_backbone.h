@@ -26,11 +26,17 @@ void dn_backbone_free(dn_backbone *bb);
  * source_sha256 names the file it came from. */
 int dn_backbone_save(const dn_graph *g, const char *source_sha256, const char *path, dn_error *err);
 
-/* The map a feature extractor taps at a given output stride: the last node whose output
- * has that stride (relative to the input) before the global pool, or -1. */
+/* The map a feature extractor taps at a given output stride (relative to the input):
+ * the last block output at that stride before the global pool, or -1. A block output is
+ * a linear node (MobileNetV2's projections and residual sums carry no activation), so
+ * the tap is the 32-channel stride-8 map, not the 192-channel expansion that follows;
+ * graphs without linear nodes at that stride give their last node there. */
 int dn_backbone_tap_at_stride(const dn_backbone *bb, int stride);
 
 /* The last spatial map before the global pool (MobileNetV2: the 1280-channel map), or -1. */
 int dn_backbone_final_map(const dn_backbone *bb);
+
+/* A tap by name: "final", "strideN" (N = 2, 4, 8, ...) or a node name; -1 if unknown. */
+int dn_backbone_resolve_tap(const dn_backbone *bb, const char *name);
 
 #endif

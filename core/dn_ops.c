@@ -89,18 +89,18 @@ void dn_conv2d(const dn_conv_geom *g, const float *in, const float *weight, cons
     dn_bias_act(out, (size_t)m, g->cout, bias, act);
 }
 
-static inline float act_apply(float v, dn_act act)
+/* Activations as a clamp to [lo, hi]: one branch-free form for none, ReLU and ReLU6. */
+static void act_bounds(dn_act act, float *lo, float *hi)
 {
-    if (act == DN_ACT_NONE)
-        return v;
-    v = v > 0.0f ? v : 0.0f;
-    return act == DN_ACT_RELU6 && v > 6.0f ? 6.0f : v;
+    *lo = act == DN_ACT_NONE ? -INFINITY : 0.0f;
+    *hi = act == DN_ACT_RELU6 ? 6.0f : INFINITY;
 }
 
 DN_VECTOR_CLONES
 void dn_bias_act(float *restrict x, size_t n_pix, int c, const float *restrict bias, dn_act act)
 {
-    float hi = act == DN_ACT_RELU6 ? 6.0f : INFINITY, lo = act == DN_ACT_NONE ? -INFINITY : 0.0f;
+    float lo, hi;
+    act_bounds(act, &lo, &hi);
     for (size_t p = 0; p < n_pix; p++, x += c)
         for (int j = 0; j < c; j++) {
             float v = x[j] + bias[j];
@@ -109,13 +109,15 @@ void dn_bias_act(float *restrict x, size_t n_pix, int c, const float *restrict b
         }
 }
 
-/* One output pixel of a depthwise conv: acc[c] = bias[c] + sum of the taps that fall
- * inside the input (rows ky0..ky1, cols kx0..kx1 of the kernel). */
-static inline void dw_pixel(const dn_conv_geom *g, const float *restrict in, const float *restrict w,
-                            const float *restrict bias, float *restrict acc, int iy0, int ix0,
-                            int ky0, int ky1, int kx0, int kx1)
+/* One output pixel of a depthwise conv near the border: only the taps inside the input
+ * (kernel rows ky0..ky1-1, columns kx0..kx1-1) contribute, as with zero padding. */
+static void dw_border_pixel(const dn_conv_geom *g, const float *restrict in,
+                            const float *restrict w, const float *restrict bias,
+                            float *restrict acc, int iy0, int ix0, float lo, float hi)
 {
     int c = g->cin;
+    int ky0 = iy0 < 0 ? -iy0 : 0, ky1 = g->ih - iy0 < g->kh ? g->ih - iy0 : g->kh;
+    int kx0 = ix0 < 0 ? -ix0 : 0, kx1 = g->iw - ix0 < g->kw ? g->iw - ix0 : g->kw;
     memcpy(acc, bias, c * sizeof *acc);
     for (int ky = ky0; ky < ky1; ky++)
         for (int kx = kx0; kx < kx1; kx++) {
@@ -124,29 +126,57 @@ static inline void dw_pixel(const dn_conv_geom *g, const float *restrict in, con
             for (int j = 0; j < c; j++)
                 acc[j] += src[j] * wk[j];
         }
+    for (int j = 0; j < c; j++)
+        acc[j] = acc[j] < lo ? lo : acc[j] > hi ? hi : acc[j];
 }
 
-static inline int clampi(int v, int lo, int hi)
+/* One interior output pixel of a 3x3 depthwise conv: the nine taps are summed in
+ * registers and stored once, one pass over the channels. r0..r2 point at the top-left
+ * tap of each input row. */
+static inline void dw3x3_pixel(const float *restrict r0, const float *restrict r1,
+                               const float *restrict r2, const float *restrict w,
+                               const float *restrict bias, float *restrict out, int c, float lo,
+                               float hi)
 {
-    return v < lo ? lo : v > hi ? hi : v;
+    const float *w0 = w, *w1 = w + 3 * c, *w2 = w + 6 * c;
+    for (int j = 0; j < c; j++) {
+        float a = bias[j] + r0[j] * w0[j] + r0[c + j] * w0[c + j] + r0[2 * c + j] * w0[2 * c + j];
+        a += r1[j] * w1[j] + r1[c + j] * w1[c + j] + r1[2 * c + j] * w1[2 * c + j];
+        a += r2[j] * w2[j] + r2[c + j] * w2[c + j] + r2[2 * c + j] * w2[2 * c + j];
+        out[j] = a < lo ? lo : a > hi ? hi : a;
+    }
+}
+
+/* Output columns [*x0, *x1) whose kernel window lies inside the input. */
+static void interior_cols(const dn_conv_geom *g, int *x0, int *x1)
+{
+    *x0 = (g->pad_left + g->sw - 1) / g->sw;
+    *x1 = (g->iw - g->kw + g->pad_left) / g->sw + 1;
+    *x1 = *x1 > g->ow ? g->ow : *x1 < *x0 ? *x0 : *x1;
 }
 
 DN_VECTOR_CLONES
 void dn_dwconv(const dn_conv_geom *g, const float *in, const float *weight, const float *bias,
                dn_act act, float *out)
 {
-    int c = g->cin;
+    int c = g->cin, x0, x1;
+    float lo, hi;
+    act_bounds(act, &lo, &hi);
+    interior_cols(g, &x0, &x1);
+    int fast = g->kh == 3 && g->kw == 3;
     for (int oy = 0; oy < g->oh; oy++) {
         int iy0 = oy * g->sh - g->pad_top;
-        int ky0 = clampi(-iy0, 0, g->kh), ky1 = clampi(g->ih - iy0, 0, g->kh);
+        int row_inside = iy0 >= 0 && iy0 + g->kh <= g->ih;
+        float *orow = out + (size_t)oy * g->ow * c;
         for (int ox = 0; ox < g->ow; ox++) {
             int ix0 = ox * g->sw - g->pad_left;
-            int kx0 = clampi(-ix0, 0, g->kw), kx1 = clampi(g->iw - ix0, 0, g->kw);
-            float *acc = out + ((size_t)oy * g->ow + ox) * c;
-            dw_pixel(g, in, weight, bias, acc, iy0, ix0, ky0, ky1, kx0, kx1);
-            if (act != DN_ACT_NONE)
-                for (int j = 0; j < c; j++)
-                    acc[j] = act_apply(acc[j], act);
+            if (fast && row_inside && ox >= x0 && ox < x1) {
+                const float *r0 = in + ((size_t)iy0 * g->iw + ix0) * c;
+                const float *r1 = r0 + (size_t)g->iw * c, *r2 = r1 + (size_t)g->iw * c;
+                dw3x3_pixel(r0, r1, r2, weight, bias, orow + (size_t)ox * c, c, lo, hi);
+            } else {
+                dw_border_pixel(g, in, weight, bias, orow + (size_t)ox * c, iy0, ix0, lo, hi);
+            }
         }
     }
 }
@@ -154,8 +184,12 @@ void dn_dwconv(const dn_conv_geom *g, const float *in, const float *weight, cons
 DN_VECTOR_CLONES
 void dn_add(const float *a, const float *b, float *out, size_t n, dn_act act)
 {
-    for (size_t i = 0; i < n; i++)
-        out[i] = act_apply(a[i] + b[i], act);
+    float lo, hi;
+    act_bounds(act, &lo, &hi);
+    for (size_t i = 0; i < n; i++) {
+        float v = a[i] + b[i];
+        out[i] = v < lo ? lo : v > hi ? hi : v;
+    }
 }
 
 void dn_mean(const float *in, size_t n_pix, int c, float *out)

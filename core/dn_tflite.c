@@ -588,6 +588,14 @@ static int import_model(importer *im, const dn_tflite_opts *opts)
     if (n_sub != 1)
         return dn_error_set(&im->m->err, DN_EUNSUPPORTED, "model has %u subgraphs (1 supported)",
                             n_sub);
+    /* Every buffer must lie inside the file, used or not: a truncated file is refused
+     * even when only its trailing metadata is missing. */
+    for (uint32_t i = 0; i < im->n_buffers && !b->bad; i++) {
+        uint32_t len;
+        fb_vector(b, fb_table_elem(b, im->buffers, i), 0, 1, &len);
+    }
+    if (b->bad)
+        return corrupt(im, "a buffer lies beyond the end of the file (truncated?)");
     size_t sg = fb_table_elem(b, subs, 0);
     int rc = read_tensors(im, sg);
     if (!rc)
