@@ -45,7 +45,48 @@ static size_t conv_scratch(const dn_forward *f, int last)
     return most;
 }
 
-/* Liveness-based slot assignment; slot_size[k] is the largest map slot k ever holds. */
+static int is_tapped(const int *taps, int n_taps, int node)
+{
+    for (int t = 0; t < n_taps; t++)
+        if (taps[t] == node)
+            return 1;
+    return 0;
+}
+
+/* Marks the convolutions that can perform the residual ADD reading them (see header). */
+static void plan_fusion(dn_forward *f, int last, const int *taps, int n_taps)
+{
+    const dn_graph *g = &f->bb->graph;
+    int readers[DN_MAX_NODES] = {0};
+    for (int i = 0; i <= last; i++) {
+        f->fused_add[i] = -1;
+        for (int k = 0; k < (g->nodes[i].op == DN_OP_ADD ? 2 : 1); k++)
+            if (g->nodes[i].in[k] != DN_INPUT)
+                readers[g->nodes[i].in[k]]++;
+    }
+    for (int i = 0; i <= last; i++) {
+        const dn_node *add = &g->nodes[i];
+        for (int k = 1; add->op == DN_OP_ADD && k >= 0; k--) {
+            int j = add->in[k], other = add->in[1 - k];
+            if (j == DN_INPUT || j == other || g->nodes[j].op != DN_OP_CONV ||
+                g->nodes[j].act != DN_ACT_NONE || readers[j] != 1 || is_tapped(taps, n_taps, j))
+                continue;
+            f->fused_add[j] = i;
+            f->residual[j] = other;
+            break;
+        }
+    }
+}
+
+static int is_fused_add(const dn_forward *f, int i)
+{
+    const dn_node *n = &f->bb->graph.nodes[i];
+    return n->op == DN_OP_ADD && ((n->in[0] != DN_INPUT && f->fused_add[n->in[0]] == i) ||
+                                  (n->in[1] != DN_INPUT && f->fused_add[n->in[1]] == i));
+}
+
+/* Liveness-based slot assignment; slot_size[k] is the largest map slot k ever holds.
+ * A fused ADD takes over the slot its convolution wrote. */
 static void assign_slots(dn_forward *f, int last, size_t *slot_size)
 {
     const dn_graph *g = &f->bb->graph;
@@ -59,10 +100,15 @@ static void assign_slots(dn_forward *f, int last, size_t *slot_size)
     f->n_slots = 0;
     for (int i = 0; i <= last; i++) {
         int k = 0;
-        while (k < f->n_slots && holder[k] >= 0)
-            k++;
-        if (k == f->n_slots)
-            slot_size[f->n_slots++] = 0;
+        if (is_fused_add(f, i)) {
+            const dn_node *n = &g->nodes[i];
+            k = f->slot_of[f->fused_add[n->in[0]] == i ? n->in[0] : n->in[1]];
+        } else {
+            while (k < f->n_slots && holder[k] >= 0)
+                k++;
+            if (k == f->n_slots)
+                slot_size[f->n_slots++] = 0;
+        }
         holder[k] = i;
         f->slot_of[i] = k;
         size_t need = node_floats(f, i);
@@ -88,6 +134,7 @@ static int plan(dn_forward *f, int h, int w, const int *taps, int n_taps)
     if (rc)
         return rc;
     size_t slot_size[DN_MAX_NODES], scratch = conv_scratch(f, last), total;
+    plan_fusion(f, last, taps, n_taps);
     assign_slots(f, last, slot_size);
     total = dn_arena_floats_size(scratch);
     for (int k = 0; k < f->n_slots; k++)
@@ -127,15 +174,21 @@ static void run_node(dn_forward *f, int i, const float *input)
     input_size(f, n->in[0], &ih, &iw);
     dn_conv_geom g;
     switch (n->op) {
-    case DN_OP_CONV:
+    case DN_OP_CONV: {
+        int add = f->fused_add[i];
+        const float *res = add >= 0 ? f->slots[f->slot_of[f->residual[i]]] : NULL;
         dn_conv_geom_of(n, ih, iw, &g);
-        dn_conv2d(&g, in, n->weight, n->bias, n->act, out, f->scratch);
+        dn_conv2d(&g, in, n->weight, n->bias, res, add >= 0 ? f->bb->graph.nodes[add].act : n->act,
+                  out, f->scratch);
         break;
+    }
     case DN_OP_DWCONV:
         dn_conv_geom_of(n, ih, iw, &g);
         dn_dwconv(&g, in, n->weight, n->bias, n->act, out);
         break;
     case DN_OP_ADD:
+        if (is_fused_add(f, i))
+            break; /* its convolution already wrote the sum into this slot */
         dn_add(in, f->slots[f->slot_of[n->in[1]]], out, node_floats(f, i), n->act);
         break;
     case DN_OP_MEAN:

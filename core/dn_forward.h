@@ -4,8 +4,10 @@
  *
  * Buffers are assigned by liveness: a node's output takes a free slot and gives it back
  * after its last reader ran, so MobileNetV2 needs a handful of slots, not one per layer.
- * Requested taps are copied out as they are produced; execution stops at the last tap,
- * so the classifier runs only when one of its nodes is asked for. */
+ * A residual ADD whose one input is a linear convolution read by nothing else is fused
+ * into that convolution (the sum is its accumulator's start value), unless a tap wants
+ * the convolution alone. Requested taps are copied out as they are produced; execution
+ * stops at the last tap, so the classifier runs only when one of its nodes is asked for. */
 #ifndef DN_FORWARD_H
 #define DN_FORWARD_H
 
@@ -23,6 +25,8 @@ typedef struct dn_forward {
     int out_h[DN_MAX_NODES], out_w[DN_MAX_NODES];
     int slot_of[DN_MAX_NODES];
     int last_use[DN_MAX_NODES];
+    int fused_add[DN_MAX_NODES]; /* for a conv: the ADD it performs, else -1 */
+    int residual[DN_MAX_NODES];  /* for such a conv: the ADD's other input */
     int n_slots;
     float *slots[DN_MAX_NODES];
     float *scratch;

@@ -75,8 +75,23 @@ static void im2col(const dn_conv_geom *g, const float *in, float *col)
         }
 }
 
+/* out[p][c] = bias[c] (+ residual[p][c]): the accumulator sgemm adds to. */
+DN_VECTOR_CLONES
+static void init_accumulator(float *restrict out, size_t n_pix, int c, const float *restrict bias,
+                             const float *restrict residual)
+{
+    for (size_t p = 0; p < n_pix; p++, out += c)
+        if (residual) {
+            const float *r = residual + p * c;
+            for (int j = 0; j < c; j++)
+                out[j] = bias[j] + r[j];
+        } else {
+            memcpy(out, bias, c * sizeof *out);
+        }
+}
+
 void dn_conv2d(const dn_conv_geom *g, const float *in, const float *weight, const float *bias,
-               dn_act act, float *out, float *scratch)
+               const float *residual, dn_act act, float *out, float *scratch)
 {
     int m = g->oh * g->ow, k = g->kh * g->kw * g->cin;
     const float *a = in;
@@ -84,9 +99,11 @@ void dn_conv2d(const dn_conv_geom *g, const float *in, const float *weight, cons
         im2col(g, in, scratch);
         a = scratch;
     }
+    init_accumulator(out, (size_t)m, g->cout, bias, residual);
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, g->cout, k, 1.0f, a, k, weight, k,
-                0.0f, out, g->cout);
-    dn_bias_act(out, (size_t)m, g->cout, bias, act);
+                1.0f, out, g->cout);
+    if (act != DN_ACT_NONE)
+        dn_act_inplace(out, (size_t)m * g->cout, act);
 }
 
 /* Activations as a clamp to [lo, hi]: one branch-free form for none, ReLU and ReLU6. */
@@ -97,16 +114,12 @@ static void act_bounds(dn_act act, float *lo, float *hi)
 }
 
 DN_VECTOR_CLONES
-void dn_bias_act(float *restrict x, size_t n_pix, int c, const float *restrict bias, dn_act act)
+void dn_act_inplace(float *x, size_t n, dn_act act)
 {
     float lo, hi;
     act_bounds(act, &lo, &hi);
-    for (size_t p = 0; p < n_pix; p++, x += c)
-        for (int j = 0; j < c; j++) {
-            float v = x[j] + bias[j];
-            v = v < lo ? lo : v;
-            x[j] = v > hi ? hi : v;
-        }
+    for (size_t i = 0; i < n; i++)
+        x[i] = x[i] < lo ? lo : x[i] > hi ? hi : x[i];
 }
 
 /* One output pixel of a depthwise conv near the border: only the taps inside the input

@@ -22,16 +22,18 @@ void dn_conv_geom_of(const dn_node *n, int ih, int iw, dn_conv_geom *g);
 size_t dn_conv2d_scratch(const dn_conv_geom *g);
 
 /* Dense convolution, weight OHWI: 1x1 stride 1 as one sgemm, otherwise im2col + sgemm.
- * Bias and activation are applied in place afterwards. */
+ * out starts as bias (+ residual when not NULL: a fused residual add) and sgemm adds to
+ * it, which spares both OpenBLAS's zeroing pass and a separate bias/add pass; the
+ * activation is applied last. */
 void dn_conv2d(const dn_conv_geom *g, const float *in, const float *weight, const float *bias,
-               dn_act act, float *out, float *scratch);
+               const float *residual, dn_act act, float *out, float *scratch);
+
+/* x = clamp to the activation's range, n floats. */
+void dn_act_inplace(float *x, size_t n, dn_act act);
 
 /* Depthwise convolution, weight [KH][KW][C], direct loop vectorised over channels. */
 void dn_dwconv(const dn_conv_geom *g, const float *in, const float *weight, const float *bias,
                dn_act act, float *out);
-
-/* x[p][c] = act(x[p][c] + bias[c]) for n_pix pixels. */
-void dn_bias_act(float *x, size_t n_pix, int c, const float *bias, dn_act act);
 
 /* out = act(a + b), n floats (out may alias a or b). */
 void dn_add(const float *a, const float *b, float *out, size_t n, dn_act act);

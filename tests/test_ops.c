@@ -84,7 +84,7 @@ static void check_conv(int dw, int ih, int iw, int cin, int cout, int k, int s, 
     if (dw)
         dn_dwconv(&g, in, w, b, act, out);
     else
-        dn_conv2d(&g, in, w, b, act, out, scratch);
+        dn_conv2d(&g, in, w, b, NULL, act, out, scratch);
     char what[128];
     snprintf(what, sizeof what, "%s %dx%dx%d k%d s%d %s", dw ? "dwconv" : "conv", ih, iw, cin, k,
              s, pad == DN_PAD_SAME ? "same" : "valid");
@@ -98,6 +98,27 @@ Test(ops, pointwise_conv_matches_reference)
     check_conv(0, 7, 9, 13, 17, 1, 1, DN_PAD_SAME, DN_ACT_NONE, 1);
     check_conv(0, 8, 8, 16, 24, 1, 1, DN_PAD_SAME, DN_ACT_RELU6, 2);
     check_conv(0, 5, 6, 3, 5, 1, 2, DN_PAD_SAME, DN_ACT_RELU, 3);
+}
+
+Test(ops, pointwise_conv_with_fused_residual)
+{
+    uint64_t seed = 5;
+    int hw = 6 * 5, cin = 9, cout = 7;
+    float *in = rand_buf((size_t)hw * cin, &seed, 2), *w = rand_buf((size_t)cout * cin, &seed, 1);
+    float *b = rand_buf((size_t)cout, &seed, 1), *res = rand_buf((size_t)hw * cout, &seed, 4);
+    float *plain = malloc((size_t)hw * cout * sizeof *plain), *fused = malloc((size_t)hw * cout * 4);
+    dn_node n = {.op = DN_OP_CONV, .kh = 1, .kw = 1, .stride_h = 1, .stride_w = 1, .cin = cin,
+                 .cout = cout};
+    dn_conv_geom g;
+    dn_conv_geom_of(&n, 6, 5, &g);
+    dn_conv2d(&g, in, w, b, NULL, DN_ACT_NONE, plain, NULL);
+    dn_conv2d(&g, in, w, b, res, DN_ACT_RELU6, fused, NULL);
+    for (int i = 0; i < hw * cout; i++) {
+        float v = plain[i] + res[i];
+        v = v < 0 ? 0 : v > 6 ? 6 : v;
+        cr_assert(fabsf(fused[i] - v) < 1e-5f, "fused residual at %d: %g vs %g", i, fused[i], v);
+    }
+    free(in), free(w), free(b), free(res), free(plain), free(fused);
 }
 
 Test(ops, dense_3x3_conv_matches_reference_same_padding)
@@ -153,19 +174,19 @@ Test(ops, same_padding_puts_extra_row_bottom_right)
     cr_assert_eq(out[3], 4.0f);
 }
 
-Test(ops, bias_activation_add_mean_softmax)
+Test(ops, activation_add_mean_softmax)
 {
     uint64_t seed = 7;
-    float x[60], ref[60], bias[5];
+    float x[60], ref[60];
     for (int i = 0; i < 60; i++)
         x[i] = ref[i] = dn_test_uniform(&seed, -10, 10);
-    for (int j = 0; j < 5; j++)
-        bias[j] = dn_test_uniform(&seed, -1, 1);
-    dn_bias_act(x, 12, 5, bias, DN_ACT_RELU6);
-    for (int i = 0; i < 60; i++) {
-        float v = ref[i] + bias[i % 5];
-        cr_assert_eq(x[i], v < 0 ? 0 : v > 6 ? 6 : v, "bias+relu6 at %d", i);
-    }
+    dn_act_inplace(x, 60, DN_ACT_RELU6);
+    for (int i = 0; i < 60; i++)
+        cr_assert_eq(x[i], ref[i] < 0 ? 0 : ref[i] > 6 ? 6 : ref[i], "relu6 at %d", i);
+    memcpy(x, ref, sizeof x);
+    dn_act_inplace(x, 60, DN_ACT_RELU);
+    for (int i = 0; i < 60; i++)
+        cr_assert_eq(x[i], ref[i] < 0 ? 0 : ref[i], "relu at %d", i);
     float a[37], bb[37], sum[37];
     for (int i = 0; i < 37; i++) {
         a[i] = dn_test_uniform(&seed, -5, 5);
