@@ -63,8 +63,10 @@ int dn_backbone_load(dn_backbone *bb, const char *path)
 {
     dn_backbone_free(bb);
     int rc = dn_st_load(&bb->st, path);
-    if (rc)
-        return dn_error_set(&bb->err, rc, "%s: %s", path, bb->st.err.msg);
+    if (rc) {
+        bb->err = bb->st.err;
+        return rc;
+    }
     rc = parse_graph(bb);
     for (int i = 0; !rc && i < bb->graph.n_nodes; i++) {
         dn_node *n = &bb->graph.nodes[i];

@@ -10,7 +10,7 @@
 #define DN_MAX_ENCODED_IMAGE_BYTES (256u << 20)      /* a file we agree to read into memory */
 
 /* safetensors */
-#define DN_ST_MAX_HEADER_BYTES (64u << 20) /* JSON header length */
+#define DN_ST_MAX_HEADER_BYTES (4u << 20) /* JSON header length: cJSON may need ~30x in memory */
 #define DN_ST_MAX_TENSORS 4096
 #define DN_ST_MAX_NAME 128                 /* tensor name incl. NUL */
 #define DN_ST_MAX_DIMS 4
