@@ -60,7 +60,7 @@ test: deps
 	@$(MAKE) --no-print-directory test-run
 
 test-run:
-	DEVNET_BACKBONE=$(abspath $(BACKBONE)) $(BUILD)/test_all --jobs 2
+	DEVNET_BACKBONE=$(abspath $(BACKBONE)) $(BUILD)/test_all --jobs 2 --verbose
 
 # AddressSanitizer + UBSan build in its own directory; a leak report fails the run
 # (criterion forks each test and does not fail on LeakSanitizer output itself).

@@ -8,6 +8,7 @@ void dn_forward_init(dn_forward *f, const dn_backbone *bb)
 {
     memset(f, 0, sizeof *f);
     f->bb = bb;
+    f->band_bytes = DN_FORWARD_BAND_BYTES;
     dn_arena_init(&f->arena);
 }
 
@@ -20,6 +21,21 @@ void dn_forward_free(dn_forward *f)
 static size_t node_floats(const dn_forward *f, int i)
 {
     return (size_t)f->out_h[i] * f->out_w[i] * f->bb->graph.nodes[i].cout;
+}
+
+/* Floats the slot of node i must hold: a whole map, or one band inside a chain. */
+static size_t slot_floats(const dn_forward *f, int i)
+{
+    const dn_node *n = &f->bb->graph.nodes[i];
+    if (f->chain_end[i] >= 0) { /* expansion: the input rows of one depthwise band */
+        int d = f->chain_end[i] - 1;
+        const dn_node *dw = &f->bb->graph.nodes[d];
+        size_t rows = (size_t)(f->band_rows[d] - 1) * dw->stride_h + dw->kh;
+        return rows * f->out_w[i] * n->cout;
+    }
+    if (n->op == DN_OP_DWCONV && i > 0 && f->chain_end[i - 1] == i + 1)
+        return (size_t)f->band_rows[i] * f->out_w[i] * n->cout;
+    return node_floats(f, i);
 }
 
 static void input_size(const dn_forward *f, int src, int *h, int *w)
@@ -53,7 +69,55 @@ static int is_tapped(const int *taps, int n_taps, int node)
     return 0;
 }
 
-/* Marks the convolutions that can perform the residual ADD reading them (see header). */
+static int is_pointwise(const dn_node *n)
+{
+    return n->op == DN_OP_CONV && n->kh == 1 && n->kw == 1 && n->stride_h == 1 &&
+           n->stride_w == 1;
+}
+
+/* The single reader of node i, or -1 (several readers, a tap, or beyond the plan). */
+static int sole_reader(const dn_forward *f, const int *readers, int i, int last, const int *taps,
+                       int n_taps)
+{
+    if (readers[i] != 1 || is_tapped(taps, n_taps, i))
+        return -1;
+    for (int j = i + 1; j <= last; j++)
+        if (f->bb->graph.nodes[j].in[0] == i || f->bb->graph.nodes[j].in[1] == i)
+            return j;
+    return -1;
+}
+
+/* Output rows of depthwise node d per band: its input band (band-1)*stride + k rows of
+ * the expanded map should fill about band_bytes. */
+static int choose_band_rows(const dn_forward *f, int d, int ih, int iw)
+{
+    const dn_node *n = &f->bb->graph.nodes[d];
+    size_t row_bytes = (size_t)iw * n->cin * sizeof(float);
+    long in_rows = (long)(f->band_bytes / row_bytes);
+    long rows = in_rows > n->kh ? (in_rows - n->kh) / n->stride_h + 1 : 1;
+    (void)ih;
+    return rows < f->out_h[d] ? (int)rows : f->out_h[d];
+}
+
+/* Finds expansion -> depthwise -> projection chains to run in bands (see header). */
+static void plan_chains(dn_forward *f, int last, const int *readers, const int *taps, int n_taps)
+{
+    const dn_graph *g = &f->bb->graph;
+    for (int e = 0; e <= last; e++) {
+        f->chain_end[e] = -1;
+        int d = is_pointwise(&g->nodes[e]) ? sole_reader(f, readers, e, last, taps, n_taps) : -1;
+        int p = d >= 0 && g->nodes[d].op == DN_OP_DWCONV
+                    ? sole_reader(f, readers, d, last, taps, n_taps)
+                    : -1;
+        if (d != e + 1 || p != d + 1 || !is_pointwise(&g->nodes[p]))
+            continue; /* the executor runs a chain as three consecutive nodes */
+        f->chain_end[e] = p;
+        f->band_rows[d] = choose_band_rows(f, d, f->out_h[e], f->out_w[e]);
+    }
+}
+
+/* Marks the convolutions that can perform the residual ADD reading them, and the chains
+ * to run in bands (see header). */
 static void plan_fusion(dn_forward *f, int last, const int *taps, int n_taps)
 {
     const dn_graph *g = &f->bb->graph;
@@ -64,6 +128,7 @@ static void plan_fusion(dn_forward *f, int last, const int *taps, int n_taps)
             if (g->nodes[i].in[k] != DN_INPUT)
                 readers[g->nodes[i].in[k]]++;
     }
+    plan_chains(f, last, readers, taps, n_taps);
     for (int i = 0; i <= last; i++) {
         const dn_node *add = &g->nodes[i];
         for (int k = 1; add->op == DN_OP_ADD && k >= 0; k--) {
@@ -97,6 +162,13 @@ static void assign_slots(dn_forward *f, int last, size_t *slot_size)
             if (g->nodes[i].in[k] != DN_INPUT)
                 f->last_use[g->nodes[i].in[k]] = i;
     }
+    for (int e = 0; e <= last; e++) /* a chain reads its input and bands until its end */
+        if (f->chain_end[e] >= 0) {
+            int p = f->chain_end[e], x = g->nodes[e].in[0];
+            f->last_use[e] = f->last_use[e + 1] = p;
+            if (x != DN_INPUT && f->last_use[x] < p)
+                f->last_use[x] = p;
+        }
     f->n_slots = 0;
     for (int i = 0; i <= last; i++) {
         int k = 0;
@@ -111,7 +183,7 @@ static void assign_slots(dn_forward *f, int last, size_t *slot_size)
         }
         holder[k] = i;
         f->slot_of[i] = k;
-        size_t need = node_floats(f, i);
+        size_t need = slot_floats(f, i);
         slot_size[k] = need > slot_size[k] ? need : slot_size[k];
         for (int s = 0; s < f->n_slots; s++) /* free what no later node reads */
             if (holder[s] >= 0 && f->last_use[holder[s]] <= i)
@@ -163,6 +235,55 @@ static int plan_matches(const dn_forward *f, int h, int w, const int *taps, int 
         if (f->tap_nodes[t] != taps[t])
             return 0;
     return 1;
+}
+
+/* Pointwise convolution of `rows` full rows of a w-wide map (one sgemm). */
+static void pointwise_rows(const dn_node *n, const float *in, int rows, int w,
+                           const float *residual, dn_act act, float *out)
+{
+    dn_conv_geom g;
+    dn_conv_geom_of(n, rows, w, &g);
+    dn_conv2d(&g, in, n->weight, n->bias, residual, act, out, NULL);
+}
+
+/* Runs expansion e, depthwise e+1 and projection e+2 band by band. The expansion band
+ * buffer holds input rows [lo, hi) of the depthwise; rows the next band shares are moved
+ * to its top instead of being recomputed. */
+static void run_chain(dn_forward *f, int e, const float *input)
+{
+    const dn_graph *g = &f->bb->graph;
+    const dn_node *ex = &g->nodes[e], *dw = &g->nodes[e + 1], *pj = &g->nodes[e + 2];
+    const float *x = ex->in[0] == DN_INPUT ? input : f->slots[f->slot_of[ex->in[0]]];
+    float *band_in = f->slots[f->slot_of[e]], *band_out = f->slots[f->slot_of[e + 1]];
+    float *out = f->slots[f->slot_of[e + 2]];
+    int add = f->fused_add[e + 2];
+    const float *res = add >= 0 ? f->slots[f->slot_of[f->residual[e + 2]]] : NULL;
+    dn_act act = add >= 0 ? g->nodes[add].act : pj->act;
+    int ih = f->out_h[e], iw = f->out_w[e], ow = f->out_w[e + 1], ce = ex->cout;
+    size_t in_row = (size_t)iw * ce, in_x_row = (size_t)iw * ex->cin;
+    dn_conv_geom full;
+    dn_conv_geom_of(dw, ih, iw, &full);
+    int lo = 0, hi = 0;
+    for (int y0 = 0; y0 < full.oh; y0 += f->band_rows[e + 1]) {
+        int y1 = y0 + f->band_rows[e + 1] < full.oh ? y0 + f->band_rows[e + 1] : full.oh;
+        int need_lo = y0 * full.sh - full.pad_top, need_hi = (y1 - 1) * full.sh - full.pad_top + full.kh;
+        need_lo = need_lo < 0 ? 0 : need_lo;
+        need_hi = need_hi > ih ? ih : need_hi;
+        int keep = hi > need_lo ? hi - need_lo : 0;
+        memmove(band_in, band_in + (size_t)(hi - keep - lo) * in_row, keep * in_row * sizeof(float));
+        lo = need_lo;
+        if (need_hi > lo + keep)
+            pointwise_rows(ex, x + (size_t)(lo + keep) * in_x_row, need_hi - lo - keep, iw, NULL,
+                           ex->act, band_in + keep * in_row);
+        hi = need_hi;
+        dn_conv_geom band = full;
+        band.ih = hi - lo;
+        band.oh = y1 - y0;
+        band.pad_top = lo - (y0 * full.sh - full.pad_top);
+        dn_dwconv(&band, band_in, dw->weight, dw->bias, dw->act, band_out);
+        size_t at = (size_t)y0 * ow * pj->cout;
+        pointwise_rows(pj, band_out, y1 - y0, ow, res ? res + at : NULL, act, out + at);
+    }
 }
 
 static void run_node(dn_forward *f, int i, const float *input)
@@ -218,7 +339,12 @@ int dn_forward_run(dn_forward *f, const float *input, int h, int w, const int *t
     for (int t = 0; t < n_taps; t++)
         last = taps[t] > last ? taps[t] : last;
     for (int i = 0; i <= last; i++) {
-        run_node(f, i, input);
+        if (f->chain_end[i] >= 0) {
+            run_chain(f, i, input);
+            i += 2; /* the depthwise and the projection ran inside the chain */
+        } else {
+            run_node(f, i, input);
+        }
         for (int t = 0; t < n_taps; t++)
             if (taps[t] == i)
                 memcpy(f->taps[t], f->slots[f->slot_of[i]], node_floats(f, i) * sizeof(float));

@@ -4,6 +4,10 @@
  *
  * Buffers are assigned by liveness: a node's output takes a free slot and gives it back
  * after its last reader ran, so MobileNetV2 needs a handful of slots, not one per layer.
+ * An inverted-residual chain (1x1 expansion -> depthwise -> 1x1 projection, each read
+ * only by the next) runs in bands of output rows, so the wide expanded maps live in a
+ * band buffer that stays in cache instead of making a round trip through memory; rows
+ * shared by consecutive bands are kept, not recomputed.
  * A residual ADD whose one input is a linear convolution read by nothing else is fused
  * into that convolution (the sum is its accumulator's start value), unless a tap wants
  * the convolution alone. Requested taps are copied out as they are produced; execution
@@ -27,6 +31,9 @@ typedef struct dn_forward {
     int last_use[DN_MAX_NODES];
     int fused_add[DN_MAX_NODES]; /* for a conv: the ADD it performs, else -1 */
     int residual[DN_MAX_NODES];  /* for such a conv: the ADD's other input */
+    int chain_end[DN_MAX_NODES]; /* for an expansion heading a banded chain: its projection */
+    int band_rows[DN_MAX_NODES]; /* for a chain's depthwise node: output rows per band */
+    size_t band_bytes;           /* target size of a band of the expanded map */
     int n_slots;
     float *slots[DN_MAX_NODES];
     float *scratch;
@@ -36,6 +43,9 @@ typedef struct dn_forward {
     dn_arena arena;
     dn_error err;
 } dn_forward;
+
+/* Band buffers aim at this size: a good share of a core's L2 cache. */
+#define DN_FORWARD_BAND_BYTES (384u << 10)
 
 void dn_forward_init(dn_forward *f, const dn_backbone *bb);
 void dn_forward_free(dn_forward *f);

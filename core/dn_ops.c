@@ -11,6 +11,9 @@
 #else
 #define DN_VECTOR_CLONES
 #endif
+/* Helpers of the cloned kernels must be inlined into each clone, or they are compiled
+ * once for baseline x86-64 and the vector code inside them is lost. */
+#define DN_INLINE static inline __attribute__((always_inline))
 
 static int same_pad(int in, int out, int k, int s)
 {
@@ -63,13 +66,18 @@ static void im2col(const dn_conv_geom *g, const float *in, float *col)
                     memset(dst, 0, row_len * sizeof *dst);
                     continue;
                 }
+                int ix0 = ox * g->sw - g->pad_left;
+                const float *src = in + ((size_t)iy * g->iw + ix0) * g->cin;
+                if (ix0 >= 0 && ix0 + g->kw <= g->iw) { /* the window row is one run */
+                    memcpy(dst, src, row_len * sizeof *dst);
+                    continue;
+                }
                 for (int kx = 0; kx < g->kw; kx++) {
-                    int ix = ox * g->sw - g->pad_left + kx;
                     float *d = dst + (size_t)kx * g->cin;
-                    if (ix < 0 || ix >= g->iw)
+                    if (ix0 + kx < 0 || ix0 + kx >= g->iw)
                         memset(d, 0, g->cin * sizeof *d);
                     else
-                        memcpy(d, in + ((size_t)iy * g->iw + ix) * g->cin, g->cin * sizeof *d);
+                        memcpy(d, src + (size_t)kx * g->cin, g->cin * sizeof *d);
                 }
             }
         }
@@ -86,7 +94,8 @@ static void init_accumulator(float *restrict out, size_t n_pix, int c, const flo
             for (int j = 0; j < c; j++)
                 out[j] = bias[j] + r[j];
         } else {
-            memcpy(out, bias, c * sizeof *out);
+            for (int j = 0; j < c; j++) /* a loop: memcpy per pixel costs a call each */
+                out[j] = bias[j];
         }
 }
 
@@ -124,7 +133,7 @@ void dn_act_inplace(float *x, size_t n, dn_act act)
 
 /* One output pixel of a depthwise conv near the border: only the taps inside the input
  * (kernel rows ky0..ky1-1, columns kx0..kx1-1) contribute, as with zero padding. */
-static void dw_border_pixel(const dn_conv_geom *g, const float *restrict in,
+DN_INLINE void dw_border_pixel(const dn_conv_geom *g, const float *restrict in,
                             const float *restrict w, const float *restrict bias,
                             float *restrict acc, int iy0, int ix0, float lo, float hi)
 {
@@ -143,21 +152,71 @@ static void dw_border_pixel(const dn_conv_geom *g, const float *restrict in,
         acc[j] = acc[j] < lo ? lo : acc[j] > hi ? hi : acc[j];
 }
 
-/* One interior output pixel of a 3x3 depthwise conv: the nine taps are summed in
- * registers and stored once, one pass over the channels. r0..r2 point at the top-left
- * tap of each input row. */
-static inline void dw3x3_pixel(const float *restrict r0, const float *restrict r1,
+/* Interior output pixels of a 3x3 depthwise conv, channels [j0, c): the nine taps are
+ * summed in registers and stored once. r0..r2 point at the top-left tap of each input
+ * row. Used for the columns and channels the blocked kernel below leaves over. */
+DN_INLINE void dw3x3_pixel(const float *restrict r0, const float *restrict r1,
                                const float *restrict r2, const float *restrict w,
-                               const float *restrict bias, float *restrict out, int c, float lo,
-                               float hi)
+                               const float *restrict bias, float *restrict out, int c, int j0,
+                               float lo, float hi)
 {
     const float *w0 = w, *w1 = w + 3 * c, *w2 = w + 6 * c;
-    for (int j = 0; j < c; j++) {
+    for (int j = j0; j < c; j++) {
         float a = bias[j] + r0[j] * w0[j] + r0[c + j] * w0[c + j] + r0[2 * c + j] * w0[2 * c + j];
         a += r1[j] * w1[j] + r1[c + j] * w1[c + j] + r1[2 * c + j] * w1[2 * c + j];
         a += r2[j] * w2[j] + r2[c + j] * w2[c + j] + r2[2 * c + j] * w2[2 * c + j];
         out[j] = a < lo ? lo : a > hi ? hi : a;
     }
+}
+
+/* 16 channels as one value: AVX-512 registers where the clone has them, pairs of AVX2 or
+ * quads of SSE registers otherwise. aligned(4): maps are float arrays, not 64-byte rows. */
+typedef float dn_v16 __attribute__((vector_size(64), aligned(4)));
+typedef int dn_m16 __attribute__((vector_size(64), aligned(4)));
+#define V16 16
+/* Passing 64-byte vectors between functions changes the ABI without AVX-512; these are
+ * static and inlined, so no call crosses a translation unit. */
+#pragma GCC diagnostic ignored "-Wpsabi"
+
+DN_INLINE dn_v16 v16_load(const float *p)
+{
+    dn_v16 v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+/* Where m is all ones take b, else a (C has no vector ?:). */
+DN_INLINE dn_v16 v16_select(dn_m16 m, dn_v16 a, dn_v16 b)
+{
+    return (dn_v16)(((dn_m16)a & ~m) | ((dn_m16)b & m));
+}
+
+DN_INLINE dn_v16 v16_clamp(dn_v16 a, dn_v16 lo, dn_v16 hi)
+{
+    a = v16_select(a < lo, a, lo);
+    return v16_select(a > hi, a, hi);
+}
+
+/* Four horizontally adjacent interior outputs, 16 channels, stride s: the nine weights
+ * stay in registers and, at stride 1, the four outputs share their input loads. */
+DN_INLINE void dw3x3_quad(const float *restrict r, size_t row, int c, int s, const dn_v16 *w,
+                              dn_v16 b, dn_v16 lo, dn_v16 hi, float *restrict out)
+{
+    dn_v16 a0 = b, a1 = b, a2 = b, a3 = b;
+    for (int ky = 0; ky < 3; ky++, r += row)
+        for (int kx = 0; kx < 3; kx++) {
+            dn_v16 wk = w[ky * 3 + kx];
+            a0 += v16_load(r + (size_t)(kx)*c) * wk;
+            a1 += v16_load(r + (size_t)(s + kx) * c) * wk;
+            a2 += v16_load(r + (size_t)(2 * s + kx) * c) * wk;
+            a3 += v16_load(r + (size_t)(3 * s + kx) * c) * wk;
+        }
+    a0 = v16_clamp(a0, lo, hi), a1 = v16_clamp(a1, lo, hi);
+    a2 = v16_clamp(a2, lo, hi), a3 = v16_clamp(a3, lo, hi);
+    memcpy(out, &a0, sizeof a0);
+    memcpy(out + c, &a1, sizeof a1);
+    memcpy(out + 2 * c, &a2, sizeof a2);
+    memcpy(out + 3 * c, &a3, sizeof a3);
 }
 
 /* Output columns [*x0, *x1) whose kernel window lies inside the input. */
@@ -166,6 +225,36 @@ static void interior_cols(const dn_conv_geom *g, int *x0, int *x1)
     *x0 = (g->pad_left + g->sw - 1) / g->sw;
     *x1 = (g->iw - g->kw + g->pad_left) / g->sw + 1;
     *x1 = *x1 > g->ow ? g->ow : *x1 < *x0 ? *x0 : *x1;
+}
+
+/* One output row whose 3x3 windows lie inside the input vertically: columns [x0, xq) in
+ * blocks of four outputs x 16 channels, the rest pixel by pixel. */
+DN_INLINE void dw3x3_row(const dn_conv_geom *g, const float *in, const float *weight,
+                      const float *bias, float lo, float hi, int iy0, int x0, int x1, float *orow)
+{
+    int c = g->cin, cq = c - c % V16, xq = x0 + (x1 - x0) / 4 * 4;
+    size_t row = (size_t)g->iw * c;
+    const float *r0 = in + (size_t)iy0 * row;
+    dn_v16 vlo = {0}, vhi = {0}, w[9];
+    vlo += lo, vhi += hi;
+    for (int j = 0; j < cq; j += V16) {
+        for (int k = 0; k < 9; k++)
+            w[k] = v16_load(weight + (size_t)k * c + j);
+        dn_v16 b = v16_load(bias + j);
+        for (int ox = x0; ox < xq; ox += 4) {
+            const float *r = r0 + (size_t)(ox * g->sw - g->pad_left) * c + j;
+            float *o = orow + (size_t)ox * c + j;
+            if (g->sw == 1) /* a constant stride lets the compiler share the loads */
+                dw3x3_quad(r, row, c, 1, w, b, vlo, vhi, o);
+            else
+                dw3x3_quad(r, row, c, g->sw, w, b, vlo, vhi, o);
+        }
+    }
+    for (int ox = x0; ox < x1; ox++) {
+        const float *r = r0 + (size_t)(ox * g->sw - g->pad_left) * c;
+        dw3x3_pixel(r, r + row, r + 2 * row, weight, bias, orow + (size_t)ox * c, c,
+                    ox < xq ? cq : 0, lo, hi);
+    }
 }
 
 DN_VECTOR_CLONES
@@ -178,19 +267,16 @@ void dn_dwconv(const dn_conv_geom *g, const float *in, const float *weight, cons
     interior_cols(g, &x0, &x1);
     int fast = g->kh == 3 && g->kw == 3;
     for (int oy = 0; oy < g->oh; oy++) {
-        int iy0 = oy * g->sh - g->pad_top;
-        int row_inside = iy0 >= 0 && iy0 + g->kh <= g->ih;
+        int iy0 = oy * g->sh - g->pad_top, rx0 = x0, rx1 = x1;
         float *orow = out + (size_t)oy * g->ow * c;
-        for (int ox = 0; ox < g->ow; ox++) {
-            int ix0 = ox * g->sw - g->pad_left;
-            if (fast && row_inside && ox >= x0 && ox < x1) {
-                const float *r0 = in + ((size_t)iy0 * g->iw + ix0) * c;
-                const float *r1 = r0 + (size_t)g->iw * c, *r2 = r1 + (size_t)g->iw * c;
-                dw3x3_pixel(r0, r1, r2, weight, bias, orow + (size_t)ox * c, c, lo, hi);
-            } else {
-                dw_border_pixel(g, in, weight, bias, orow + (size_t)ox * c, iy0, ix0, lo, hi);
-            }
-        }
+        if (!fast || iy0 < 0 || iy0 + g->kh > g->ih)
+            rx0 = rx1 = g->ow; /* the whole row takes the border path */
+        else
+            dw3x3_row(g, in, weight, bias, lo, hi, iy0, rx0, rx1, orow);
+        for (int ox = 0; ox < g->ow; ox++)
+            if (ox < rx0 || ox >= rx1)
+                dw_border_pixel(g, in, weight, bias, orow + (size_t)ox * c, iy0,
+                                ox * g->sw - g->pad_left, lo, hi);
     }
 }
 
