@@ -3,7 +3,6 @@
 
 #include "dn_backbone.h"
 #include "dn_forward.h"
-#include "dn_image.h"
 #include "dn_tflite.h"
 
 #include <stdio.h>
@@ -73,18 +72,10 @@ static int labels_load(labels *l, const char *path)
 static int classify_one(dn_forward *fw, const dn_backbone *bb, const char *path, float *input,
                         const float **probs, dn_error *err)
 {
-    const dn_graph *g = &bb->graph;
-    int s = g->native_size, tap = g->n_nodes - 1;
-    dn_image img;
-    dn_image_init(&img);
-    int rc = dn_image_load(&img, path, NULL, err);
-    if (!rc)
-        rc = dn_image_resize(&img, s, s, input, err);
-    dn_image_free(&img);
+    int s = bb->graph.native_size, tap = bb->graph.n_nodes - 1;
+    int rc = cli_load_input(bb, path, s, input, err);
     if (rc)
         return rc;
-    for (size_t i = 0; i < (size_t)s * s * 3; i++)
-        input[i] = input[i] * g->in_scale + g->in_offset;
     dn_fmap out;
     rc = dn_forward_run(fw, input, s, s, &tap, 1, &out);
     if (rc)

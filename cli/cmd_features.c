@@ -3,7 +3,6 @@
 
 #include "dn_backbone.h"
 #include "dn_forward.h"
-#include "dn_image.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -61,20 +60,6 @@ static int dump_file(const char *path, const float *x, size_t n)
     return rc ? CLI_FAIL : CLI_OK;
 }
 
-/* Decodes, resizes the whole image to s x s and normalises it for the backbone. */
-static int load_input(const dn_backbone *bb, const char *path, int s, float *input, dn_error *err)
-{
-    dn_image img;
-    dn_image_init(&img);
-    int rc = dn_image_load(&img, path, NULL, err);
-    if (!rc)
-        rc = dn_image_resize(&img, s, s, input, err);
-    dn_image_free(&img);
-    for (size_t i = 0; !rc && i < (size_t)s * s * 3; i++)
-        input[i] = input[i] * bb->graph.in_scale + bb->graph.in_offset;
-    return rc;
-}
-
 static int run_features(const dn_backbone *bb, const features_args *a, float *input)
 {
     int taps[DN_MAX_TAPS], s = (int)a->size;
@@ -83,7 +68,7 @@ static int run_features(const dn_backbone *bb, const features_args *a, float *in
             return cli_usage("features: no tap '%s' in this backbone", a->taps[t]);
     dn_error err;
     dn_error_clear(&err);
-    if (load_input(bb, a->image, s, input, &err))
+    if (cli_load_input(bb, a->image, s, input, &err))
         return cli_fail(a->image, &err);
     if (a->dump_input && dump_file(a->dump_input, input, (size_t)s * s * 3))
         return CLI_FAIL;

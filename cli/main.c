@@ -1,6 +1,8 @@
 /* devnet: the command-line client of the devnet library. */
 #include "cli.h"
 
+#include "dn_backbone.h"
+
 #include <cblas.h>
 #include <errno.h>
 #include <stdarg.h>
@@ -63,6 +65,17 @@ const char *cli_shared_file(const char *rel, char *buf, int len)
     const char *env = getenv("DEVNET_SHARED");
     snprintf(buf, (size_t)len, "%s/%s", env && *env ? env : "../shared", rel);
     return access(buf, R_OK) == 0 ? buf : NULL;
+}
+
+int cli_load_input(const dn_backbone *bb, const char *path, int s, float *input, dn_error *err)
+{
+    dn_image img;
+    dn_image_init(&img);
+    int rc = dn_image_load(&img, path, NULL, err);
+    if (!rc)
+        rc = dn_backbone_input(bb, &img, s, s, input, err);
+    dn_image_free(&img);
+    return rc;
 }
 
 int main(int argc, char **argv)

@@ -173,3 +173,12 @@ int dn_backbone_resolve_tap(const dn_backbone *bb, const char *name)
         return dn_backbone_tap_at_stride(bb, stride);
     return dn_graph_find(&bb->graph, name);
 }
+
+int dn_backbone_input(const dn_backbone *bb, const dn_image *img, int h, int w, float *out,
+                      dn_error *err)
+{
+    int rc = dn_image_resize(img, w, h, out, err);
+    for (size_t i = 0; !rc && i < (size_t)h * w * 3; i++)
+        out[i] = out[i] * bb->graph.in_scale + bb->graph.in_offset;
+    return rc;
+}

@@ -5,6 +5,7 @@
 #define DN_BACKBONE_H
 
 #include "dn_graph.h"
+#include "dn_image.h"
 #include "dn_safetensors.h"
 
 #define DN_BACKBONE_FORMAT "devnet-backbone"
@@ -35,6 +36,12 @@ int dn_backbone_tap_at_stride(const dn_backbone *bb, int stride);
 
 /* The last spatial map before the global pool (MobileNetV2: the 1280-channel map), or -1. */
 int dn_backbone_final_map(const dn_backbone *bb);
+
+/* The backbone's input for a decoded image: the whole image resized to h x w (bilinear,
+ * area-averaged where shrunk more than 2x) and normalised as the graph says; out holds
+ * h * w * 3 floats (HWC). */
+int dn_backbone_input(const dn_backbone *bb, const dn_image *img, int h, int w, float *out,
+                      dn_error *err);
 
 /* A tap by name: "final", "strideN" (N = 2, 4, 8, ...) or a node name; -1 if unknown. */
 int dn_backbone_resolve_tap(const dn_backbone *bb, const char *name);

@@ -275,9 +275,7 @@ static int top1(dn_forward *f, const dn_backbone *bb, const char *path)
     dn_error err;
     cr_assert_eq(dn_image_load(&img, path, NULL, &err), DN_OK, "%s: %s", path, err.msg);
     float *x = malloc((size_t)s * s * 3 * sizeof *x);
-    cr_assert_eq(dn_image_resize(&img, s, s, x, &err), DN_OK);
-    for (int i = 0; i < s * s * 3; i++)
-        x[i] = x[i] * bb->graph.in_scale + bb->graph.in_offset;
+    cr_assert_eq(dn_backbone_input(bb, &img, s, s, x, &err), DN_OK);
     dn_fmap m;
     cr_assert_eq(dn_forward_run(f, x, s, s, &tap, 1, &m), DN_OK);
     int best = 0;
