@@ -18,9 +18,11 @@ ALL_CFLAGS = $(CFLAGS_BASE) $(CFLAGS) $(SAN) -Icore -Iapi $(PKG_CFLAGS) -MMD -MP
 LDLIBS = $(PKG_LIBS) -lpthread -lm
 
 CORE_SRC := $(wildcard core/*.c)
+API_SRC := $(wildcard api/*.c)
 CLI_SRC := $(wildcard cli/*.c)
 TEST_SRC := $(wildcard tests/test_*.c)
 CORE_OBJ := $(CORE_SRC:%.c=$(BUILD)/obj/%.o)
+API_OBJ := $(API_SRC:%.c=$(BUILD)/obj/%.o)
 CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/obj/%.o)
 TEST_OBJ := $(TEST_SRC:%.c=$(BUILD)/obj/%.o)
 
@@ -28,7 +30,7 @@ BACKBONE_TFLITE := tf2_mobilenet_v2_1.0_224_ptq.tflite
 BACKBONE := $(BUILD)/backbone.safetensors
 
 .PHONY: all deps test test-run asan run clean backbone bench
-all: $(BUILD)/devnet $(BUILD)/libdevnet.a
+all: $(BUILD)/devnet $(BUILD)/libdevnet.a $(BUILD)/libdevnet_api.a
 
 deps:
 	@tools/deps.sh
@@ -41,12 +43,17 @@ $(BUILD)/libdevnet.a: $(CORE_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
-$(BUILD)/devnet: $(CLI_OBJ) $(BUILD)/libdevnet.a
-	$(CC) $(SAN) -o $@ $(CLI_OBJ) $(BUILD)/libdevnet.a $(LDLIBS)
+# api/ (JSON answers, no HTTP) on top of core/; the CLI and the service link both.
+$(BUILD)/libdevnet_api.a: $(API_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/devnet: $(CLI_OBJ) $(BUILD)/libdevnet_api.a $(BUILD)/libdevnet.a
+	$(CC) $(SAN) -o $@ $(CLI_OBJ) $(BUILD)/libdevnet_api.a $(BUILD)/libdevnet.a $(LDLIBS)
 
 # All criterion test files link into one runner so that one Synthesis line closes the run.
-$(BUILD)/test_all: $(TEST_OBJ) $(BUILD)/libdevnet.a
-	$(CC) $(SAN) -o $@ $(TEST_OBJ) $(BUILD)/libdevnet.a $(LDLIBS) -lcriterion
+$(BUILD)/test_all: $(TEST_OBJ) $(BUILD)/libdevnet_api.a $(BUILD)/libdevnet.a
+	$(CC) $(SAN) -o $@ $(TEST_OBJ) $(BUILD)/libdevnet_api.a $(BUILD)/libdevnet.a $(LDLIBS) -lcriterion
 
 # The default backbone: converted from ../shared (or DEVNET_SHARED) when present,
 # otherwise downloaded from its public origin and checked (tools/fetch_backbone.sh).
@@ -76,4 +83,4 @@ run: deps all backbone
 clean:
 	rm -rf build build-asan
 
--include $(CORE_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(TEST_OBJ:.o=.d)
+-include $(CORE_OBJ:.o=.d) $(API_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(TEST_OBJ:.o=.d)

@@ -2,7 +2,7 @@
 #ifndef DN_CLI_H
 #define DN_CLI_H
 
-#include "dn_error.h"
+#include "dn_train.h"
 
 /* Exit codes: 0 ok, 1 the work failed, 2 bad usage. */
 enum { CLI_OK = 0, CLI_FAIL = 1, CLI_USAGE = 2 };
@@ -11,6 +11,9 @@ int cmd_import_backbone(int argc, char **argv);
 int cmd_classify(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_features(int argc, char **argv);
+int cmd_train(int argc, char **argv);
+int cmd_score(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
 
 /* Prints "devnet: <what>: <message> (<code name>)" to stderr and returns CLI_FAIL. */
 int cli_fail(const char *what, const dn_error *err);
@@ -24,5 +27,26 @@ int cli_load_input(const struct dn_backbone *bb, const char *path, int s, float 
                    dn_error *err);
 /* Default path of a file in ../shared (or $DEVNET_SHARED), or NULL when absent. */
 const char *cli_shared_file(const char *rel, char *buf, int len);
+
+/* Progress bar on stderr when stdout is a terminal (dn_train_opts.progress signature). */
+void cli_progress(void *ctx, const char *stage, int done, int total);
+/* $DEVNET_CACHE, else $XDG_CACHE_HOME/devnet, else ~/.cache/devnet. */
+const char *cli_default_cache(char *buf, int len);
+/* Features of n images in n_aug augmentations each (out[i * n_aug + a]); sha (may be
+ * NULL) receives each file's sha256. Prints the error and returns CLI_FAIL on failure. */
+int cli_features(dn_extractor *x, char *const *paths, int n, int n_aug, const char *stage,
+                 dn_feats **out, char (*sha)[65]);
+void cli_feats_free(dn_feats *f, int n);
+/* sha256 over a list of sha256 hex strings: the identity of a training set. */
+void cli_set_hash(char (*sha)[65], int n, char out[65]);
+/* Array of pointers to f[0..n) (malloc'd), as dn_train_set wants. */
+const dn_feats **cli_pointers(dn_feats *f, int n);
+
+/* Model options shared by train and eval (see cmd_train.c). */
+int cli_model_option(int argc, char **argv, int *i, dn_train_opts *o, const char **backbone,
+                     const char **cache);
+/* Trains m on normal features and n_anomaly x DN_AUGMENTATIONS anomaly features. */
+int cli_fit(const dn_backbone *bb, dn_feats *normal, int n_normal, dn_feats *anomaly, int n_anomaly,
+            const char *hash, const dn_train_opts *o, dn_model *m);
 
 #endif

@@ -19,6 +19,9 @@ static const struct {
     {"import-backbone", cmd_import_backbone, "IN.tflite -o OUT.safetensors   convert a TFLite CNN"},
     {"classify", cmd_classify, "--backbone B [--labels L] IMAGE...   top-5 ImageNet labels"},
     {"features", cmd_features, "--backbone B [--size S] [--tap T]... [-o OUT.f32] [--dump-input IN.f32] IMAGE"},
+    {"train", cmd_train, "--data DIR [--shots K] [--seed S] [--anomalies DIR] [--head H] -o MODEL"},
+    {"score", cmd_score, "--model MODEL [--heatmap OUT.png] [--json] IMAGE..."},
+    {"eval", cmd_eval, "--data DIR [--shots 10] [--seeds 1,2,3] [--head H] [--json FILE]"},
     {"bench", cmd_bench, "--backbone B [--size S] [--threads T] [--iters N] [--json]   forward-pass speed"},
 };
 

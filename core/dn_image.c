@@ -250,7 +250,7 @@ int dn_image_decode(dn_image *img, const uint8_t *data, size_t len,
     return dn_error_set(err, DN_EFORMAT, "not a JPEG or PNG image");
 }
 
-static int dn_read_small_file(const char *path, uint8_t **out, size_t *out_len, dn_error *err)
+int dn_image_read_file(const char *path, uint8_t **out, size_t *out_len, dn_error *err)
 {
     FILE *f = fopen(path, "rb");
     if (!f)
@@ -285,7 +285,7 @@ int dn_image_load(dn_image *img, const char *path, const dn_decode_opts *opts, d
     uint8_t *buf = NULL;
     size_t len = 0;
     dn_image_free(img);
-    int rc = dn_read_small_file(path, &buf, &len, err);
+    int rc = dn_image_read_file(path, &buf, &len, err);
     if (rc != DN_OK)
         return rc;
     rc = dn_image_decode(img, buf, len, opts, err);

@@ -42,6 +42,9 @@ int dn_jpeg_exif_orientation(const uint8_t *data, size_t len);
 
 /* Reads a file (refused over DN_MAX_ENCODED_IMAGE_BYTES) and decodes it. Adds DN_EIO. */
 int dn_image_load(dn_image *img, const char *path, const dn_decode_opts *opts, dn_error *err);
+/* Reads an encoded image file (a regular file of at most DN_MAX_ENCODED_IMAGE_BYTES)
+ * into a malloc'd buffer. */
+int dn_image_read_file(const char *path, uint8_t **out, size_t *out_len, dn_error *err);
 
 /* Resizes to out_w x out_h into out_hwc (out_w*out_h*3 floats, HWC, values in [0,255]).
  * Per axis: bilinear with half-pixel centres (TF half_pixel_centers, PyTorch

@@ -1,0 +1,189 @@
+/* devnet train: a model from an MVTec-layout folder (or normals plus a folder of
+ * labelled anomalies). */
+#include "cli.h"
+
+#include "dn_dataset.h"
+#include "dn_train.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct train_args {
+    const char *data, *anomalies, *out, *backbone, *cache;
+    long shots, seed, size;
+    dn_train_opts opts;
+} train_args;
+
+/* Options shared with eval: --head, --size, --threshold, --quantile, --cache, --no-cache,
+ * --backbone. Returns 1 if argv[*i] was one of them (consuming its value), 0 if not, or
+ * -1 on a bad value (after printing why). */
+int cli_model_option(int argc, char **argv, int *i, dn_train_opts *o, const char **backbone,
+                     const char **cache)
+{
+    const char *a = argv[*i], *v = *i + 1 < argc ? argv[*i + 1] : NULL;
+    long n;
+    if (!strcmp(a, "--no-cache")) {
+        *cache = "";
+        return 1;
+    }
+    if (!v)
+        return 0;
+    if (!strcmp(a, "--head")) {
+        if (dn_head_type_parse(v, &o->type))
+            return cli_usage("--head takes devnet, normality or fusion"), -1;
+    } else if (!strcmp(a, "--size")) {
+        if (cli_int(v, 32, DN_MAX_INPUT_SIDE, &n))
+            return cli_usage("--size takes 32..%d", DN_MAX_INPUT_SIDE), -1;
+        o->size = (int)n;
+    } else if (!strcmp(a, "--threshold")) {
+        o->rule = !strcmp(v, "auto") ? DN_THRESHOLD_AUTO
+                  : !strcmp(v, "quantile") ? DN_THRESHOLD_QUANTILE
+                  : !strcmp(v, "maxf1") ? DN_THRESHOLD_MAXF1 : (dn_threshold_rule)-1;
+        if ((int)o->rule < 0)
+            return cli_usage("--threshold takes auto, quantile or maxf1"), -1;
+    } else if (!strcmp(a, "--quantile")) {
+        char *end;
+        o->quantile = strtof(v, &end);
+        if (*end || !(o->quantile > 0 && o->quantile < 1))
+            return cli_usage("--quantile takes a number in (0, 1)"), -1;
+    } else if (!strcmp(a, "--cache")) {
+        *cache = v;
+    } else if (!strcmp(a, "--backbone")) {
+        *backbone = v;
+    } else {
+        return 0;
+    }
+    (*i)++;
+    return 1;
+}
+
+static int parse_train(int argc, char **argv, train_args *a)
+{
+    for (int i = 1; i < argc; i++) {
+        int used = cli_model_option(argc, argv, &i, &a->opts, &a->backbone, &a->cache);
+        if (used < 0)
+            return CLI_USAGE;
+        if (used)
+            continue;
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(argv[i], "--data") && v)
+            a->data = argv[++i];
+        else if (!strcmp(argv[i], "--anomalies") && v)
+            a->anomalies = argv[++i];
+        else if (!strcmp(argv[i], "-o") && v)
+            a->out = argv[++i];
+        else if (!strcmp(argv[i], "--shots") && v && !cli_int(v, 0, 1000, &a->shots))
+            i++;
+        else if (!strcmp(argv[i], "--seed") && v && !cli_int(v, 0, 1L << 40, &a->seed))
+            i++;
+        else
+            return cli_usage("train: unexpected or bad argument '%s'", argv[i]);
+    }
+    if (!a->data || !a->out)
+        return cli_usage("train needs --data DIR and -o MODEL");
+    if (a->shots && a->anomalies)
+        return cli_usage("train: --shots draws anomalies from the test set; --anomalies gives them: not both");
+    a->opts.seed = (uint64_t)a->seed;
+    return CLI_OK;
+}
+
+int cli_fit(const dn_backbone *bb, dn_feats *normal, int n_normal, dn_feats *anomaly, int n_anomaly,
+            const char *hash, const dn_train_opts *o, dn_model *m)
+{
+    const dn_feats **np = cli_pointers(normal, n_normal);
+    const dn_feats **ap = cli_pointers(anomaly, n_anomaly * DN_AUGMENTATIONS);
+    dn_train_set set = {np, n_normal, ap, n_anomaly, DN_AUGMENTATIONS, ""};
+    snprintf(set.hash, sizeof set.hash, "%s", hash);
+    dn_error err;
+    dn_error_clear(&err);
+    int rc = np && ap ? dn_train(m, &set, o, bb->sha256, &err) : dn_error_set(&err, DN_ENOMEM, "out of memory");
+    free(np);
+    free(ap);
+    return rc ? cli_fail("train", &err) : CLI_OK;
+}
+
+/* The labelled anomalies: drawn from the test set (--shots) or listed from a folder. */
+static int anomaly_paths(const train_args *a, const dn_dataset *d, char ***paths, int *n)
+{
+    dn_error err;
+    dn_error_clear(&err);
+    if (a->anomalies) {
+        if (dn_dataset_list_images(a->anomalies, paths, n, &err))
+            return cli_fail(a->anomalies, &err);
+        if (*n == 0)
+            dn_error_set(&err, DN_EINVAL, "no images (.png, .jpg, .jpeg) in the anomalies folder");
+        return *n ? CLI_OK : cli_fail(a->anomalies, &err);
+    }
+    int *drawn = malloc(((size_t)a->shots + 1) * sizeof *drawn), *rest = malloc(((size_t)d->n_test + 1) * sizeof *rest), n_rest;
+    *paths = calloc((size_t)a->shots + 1, sizeof **paths);
+    int rc = drawn && rest && *paths ? dn_protocol_draw(d, (int)a->shots, (uint64_t)a->seed, drawn, rest, &n_rest, &err)
+                                     : dn_error_set(&err, DN_ENOMEM, "out of memory");
+    for (int i = 0; !rc && i < a->shots; i++)
+        (*paths)[i] = strdup(d->test[drawn[i]].path);
+    *n = rc ? 0 : (int)a->shots;
+    free(drawn);
+    free(rest);
+    return rc ? cli_fail(a->data, &err) : CLI_OK;
+}
+
+static int train_from(const train_args *a, const dn_backbone *bb, dn_extractor *x, const dn_dataset *d)
+{
+    char **apaths = NULL, **npaths = malloc(((size_t)d->n_train + 1) * sizeof *npaths);
+    int n_anom = 0, rc = npaths ? anomaly_paths(a, d, &apaths, &n_anom) : CLI_FAIL;
+    for (int i = 0; npaths && i < d->n_train; i++)
+        npaths[i] = d->train[i].path;
+    char (*sha)[65] = calloc((size_t)d->n_train + n_anom + 1, sizeof *sha), hash[65];
+    dn_feats *normal = NULL, *anomaly = NULL;
+    if (!rc)
+        rc = cli_features(x, npaths, d->n_train, 1, "normal images", &normal, sha);
+    if (!rc && n_anom)
+        rc = cli_features(x, apaths, n_anom, DN_AUGMENTATIONS, "anomalies x8", &anomaly, sha + d->n_train);
+    dn_model m;
+    dn_model_init(&m);
+    if (!rc) {
+        cli_set_hash(sha, d->n_train + n_anom, hash);
+        rc = cli_fit(bb, normal, d->n_train, anomaly, n_anom, hash, &a->opts, &m);
+    }
+    dn_error err;
+    if (!rc && dn_model_save(&m, a->out, &err))
+        rc = cli_fail(a->out, &err);
+    if (!rc)
+        printf("%s\thead %s\tnormals %d\tanomalies %d\tthreshold %.3f\n", a->out,
+               dn_head_type_name(m.type), d->n_train, n_anom, m.threshold);
+    dn_model_free(&m);
+    cli_feats_free(normal, d->n_train);
+    cli_feats_free(anomaly, n_anom * DN_AUGMENTATIONS);
+    dn_paths_free(apaths, n_anom);
+    free(npaths);
+    free(sha);
+    return rc;
+}
+
+int cmd_train(int argc, char **argv)
+{
+    char cache_buf[4096];
+    train_args a = {.backbone = "build/backbone.safetensors", .shots = 0, .seed = 1};
+    dn_train_opts_default(&a.opts);
+    a.opts.progress = cli_progress;
+    a.cache = cli_default_cache(cache_buf, sizeof cache_buf);
+    int rc = parse_train(argc, argv, &a);
+    if (rc)
+        return rc;
+    dn_backbone bb;
+    dn_backbone_init(&bb);
+    if (dn_backbone_load(&bb, a.backbone))
+        return cli_fail(a.backbone, &bb.err);
+    dn_dataset d;
+    dn_dataset_init(&d);
+    dn_extractor x;
+    rc = dn_extractor_init(&x, &bb, a.opts.size, a.cache) ? cli_fail("features", &x.err) : CLI_OK;
+    if (!rc && dn_dataset_open(&d, a.data))
+        rc = cli_fail(a.data, &d.err);
+    if (!rc)
+        rc = train_from(&a, &bb, &x, &d);
+    dn_dataset_free(&d);
+    dn_extractor_free(&x);
+    dn_backbone_free(&bb);
+    return rc;
+}

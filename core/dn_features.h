@@ -1,0 +1,56 @@
+/* dn_features: what the anomaly models read from the backbone for one image, and a disk
+ * cache of it so that retraining never runs the backbone again.
+ *
+ * Per image, at input size S x S (the whole image resized, no crop): the final map
+ * (stride 32, 1280 channels for MobileNetV2) and the block outputs at stride 8 and 16.
+ * Labelled anomalies are also seen in the 8 rotations/flips of the square input
+ * (augmentation 0 is the image itself). */
+#ifndef DN_FEATURES_H
+#define DN_FEATURES_H
+
+#include "dn_forward.h"
+
+#define DN_AUGMENTATIONS 8
+#define DN_FEATURES_FORMAT "devnet-features"
+#define DN_FEATURES_VERSION "1"
+
+typedef struct dn_feats {
+    dn_fmap final, s8, s16;
+    int photo_w, photo_h; /* size of the original image (after EXIF orientation) */
+    float *buf;           /* owns the three maps */
+} dn_feats;
+
+typedef struct dn_extractor {
+    const dn_backbone *bb;
+    dn_forward fw;
+    int size;
+    int taps[3];  /* final, stride 8, stride 16 */
+    float *input; /* size * size * 3 */
+    float *turned;
+    char cache_dir[4096]; /* empty: no cache */
+    dn_error err;
+} dn_extractor;
+
+void dn_feats_init(dn_feats *f);
+void dn_feats_free(dn_feats *f);
+/* Floats of the three maps together. */
+size_t dn_feats_floats(const dn_feats *f);
+
+/* cache_dir may be NULL or "" (no cache); it is created when missing. */
+int dn_extractor_init(dn_extractor *x, const dn_backbone *bb, int size, const char *cache_dir);
+void dn_extractor_free(dn_extractor *x);
+
+/* Features of a decoded image under augmentation aug (0..7): rotation by 90 * (aug & 3)
+ * degrees counter-clockwise, after a horizontal flip when aug & 4. out is replaced. */
+int dn_extractor_image(dn_extractor *x, const dn_image *img, int aug, dn_feats *out);
+
+/* The same for an encoded image file, through the cache: the key is the sha256 of the
+ * file's bytes, the backbone's sha256, the size and aug. A cache file that cannot be read
+ * is recomputed and rewritten; a cache that cannot be written is only slower. sha_hex
+ * (may be NULL) receives the file's sha256. */
+int dn_extractor_file(dn_extractor *x, const char *path, int aug, dn_feats *out, char sha_hex[65]);
+
+/* Applies augmentation aug to a square s x s x c HWC array (out must not alias in). */
+void dn_dihedral(const float *in, int s, int c, int aug, float *out);
+
+#endif

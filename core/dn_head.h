@@ -1,0 +1,73 @@
+/* dn_head: the DevNet scoring head (Pang et al. 2021, official code) on frozen features.
+ *
+ * A 1x1 convolution scores every patch of the final feature map, s_p = w . f_p + b; the
+ * image score is the mean of the top-K |s_p| (multiple-instance learning, K = 10 % of the
+ * patches, at least 1). Trained with the deviation loss: with mu, sigma of 5000 draws
+ * from the prior N(0, 1), dev = (s - mu) / sigma and
+ *     loss = (1 - y) |dev| + y max(0, a - dev),   a = 5,
+ * so normal images are pulled to the prior and labelled anomalies pushed a sigmas above. */
+#ifndef DN_HEAD_H
+#define DN_HEAD_H
+
+#include "dn_error.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define DN_DEVNET_MARGIN 5.0f
+#define DN_DEVNET_REF_SAMPLES 5000
+#define DN_DEVNET_TOPK_FRACTION 0.1f
+
+typedef struct dn_head {
+    int dim;  /* feature channels */
+    float *w; /* dim weights, then the bias at w[dim] */
+} dn_head;
+
+/* Training set: patch features of each image, n_patch x dim floats (HWC map). */
+typedef struct dn_head_data {
+    const float *const *normal;
+    int n_normal;
+    const float *const *anomaly; /* every augmented copy of every labelled anomaly */
+    int n_anomaly;
+    int n_patch;
+} dn_head_data;
+
+typedef struct dn_head_opts {
+    int steps;          /* 500 */
+    int batch;          /* per class: 24 normals + 24 anomalies */
+    float lr;           /* Adam, 1e-3 */
+    float weight_decay; /* L2 on the weights (not the bias), 1e-5 */
+    float lr_decay_at;  /* fraction of the steps after which lr is multiplied by 0.1 */
+    float clip_norm;    /* gradient clipping by global norm */
+    uint64_t seed;
+} dn_head_opts;
+
+void dn_head_opts_default(dn_head_opts *o);
+
+int dn_head_init(dn_head *h, int dim, uint64_t seed, dn_error *err);
+void dn_head_free(dn_head *h);
+
+/* K of the top-K pooling for n patches. */
+int dn_topk_count(int n_patch);
+
+/* Patch scores of one image (n_patch x dim features). */
+void dn_head_patch_scores(const dn_head *h, const float *feat, int n_patch, float *scores);
+
+/* Mean of the k largest |s|; idx (may be NULL) receives their indices. */
+float dn_topk_abs_mean(const float *s, int n, int k, int *idx);
+
+/* Image score: top-K pooled patch scores. scratch holds n_patch floats. */
+float dn_head_score(const dn_head *h, const float *feat, int n_patch, float *scratch);
+
+/* Deviation loss of one image score with label y (0/1); *grad = d loss / d score. */
+float dn_deviation_loss(float score, int y, float mu, float sigma, float *grad);
+
+/* Adds d(image score)/d(w, b) * scale to grad (dim + 1 floats): the gradient through the
+ * top-K pooling (sign(s_p) / K on the selected patches) and the 1x1 convolution. */
+void dn_head_backward(const dn_head *h, const float *feat, const float *patch_scores,
+                      const int *topk, int k, float scale, float *grad);
+
+/* Trains h on d. Returns DN_OK, or DN_EINVAL when there is nothing to train on. */
+int dn_head_train(dn_head *h, const dn_head_data *d, const dn_head_opts *o, dn_error *err);
+
+#endif

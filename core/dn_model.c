@@ -1,0 +1,345 @@
+#include "dn_model.h"
+
+#include "dn_heatmap.h"
+#include "dn_metrics.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const type_names[] = {"devnet", "normality", "fusion"};
+
+const char *dn_head_type_name(dn_head_type t)
+{
+    return (unsigned)t < 3 ? type_names[t] : "?";
+}
+
+int dn_head_type_parse(const char *s, dn_head_type *t)
+{
+    for (int i = 0; i < 3; i++)
+        if (!strcmp(s, type_names[i])) {
+            *t = (dn_head_type)i;
+            return 0;
+        }
+    return -1;
+}
+
+void dn_model_init(dn_model *m)
+{
+    memset(m, 0, sizeof *m);
+    dn_bank_init(&m->bank);
+}
+
+void dn_model_free(dn_model *m)
+{
+    dn_head_free(&m->head);
+    dn_bank_free(&m->bank);
+    free(m->cal_scores);
+    dn_error saved = m->err;
+    dn_model_init(m);
+    m->err = saved;
+}
+
+void dn_score_init(dn_score *s)
+{
+    memset(s, 0, sizeof *s);
+}
+
+void dn_score_free(dn_score *s)
+{
+    free(s->patches);
+    dn_score_init(s);
+}
+
+void dn_raw_free(dn_raw *r)
+{
+    free(r->head_patches);
+    free(r->bank_patches);
+    memset(r, 0, sizeof *r);
+}
+
+/* Mean of the top 10 % patch values (at least one): the MIL pooling of both branches. */
+static float topk_mean(const float *v, int n)
+{
+    return dn_topk_abs_mean(v, n, dn_topk_count(n), NULL);
+}
+
+static int raw_head(const dn_model *m, const dn_feats *f, dn_raw *r, dn_error *err)
+{
+    int n = f->final.h * f->final.w;
+    if (f->final.c != m->head.dim)
+        return dn_error_set(err, DN_EMISMATCH, "features have %d channels, the head %d",
+                            f->final.c, m->head.dim);
+    r->hf = f->final.h;
+    r->wf = f->final.w;
+    if (!(r->head_patches = malloc((size_t)n * sizeof(float))))
+        return dn_error_set(err, DN_ENOMEM, "out of memory scoring");
+    dn_head_patch_scores(&m->head, f->final.data, n, r->head_patches);
+    for (int i = 0; i < n; i++)
+        r->head_patches[i] = fabsf(r->head_patches[i]);
+    r->head = topk_mean(r->head_patches, n);
+    return DN_OK;
+}
+
+static int raw_bank(const dn_model *m, const dn_feats *f, dn_raw *r, dn_error *err)
+{
+    int n = f->s16.h * f->s16.w, dim = f->s8.c + f->s16.c;
+    if (dim != m->bank.dim)
+        return dn_error_set(err, DN_EMISMATCH, "descriptors have %d dimensions, the bank %d", dim,
+                            m->bank.dim);
+    r->h16 = f->s16.h;
+    r->w16 = f->s16.w;
+    float *desc = malloc((size_t)n * dim * sizeof *desc);
+    r->bank_patches = malloc((size_t)n * sizeof(float));
+    int rc = desc && r->bank_patches ? DN_OK : dn_error_set(err, DN_ENOMEM, "out of memory scoring");
+    if (!rc)
+        rc = dn_patch_descriptors(&f->s8, &f->s16, desc, err);
+    if (!rc)
+        rc = dn_bank_nearest(&m->bank, desc, n, r->bank_patches, NULL, err);
+    free(desc);
+    if (!rc)
+        r->bank = topk_mean(r->bank_patches, n);
+    return rc;
+}
+
+int dn_model_raw(const dn_model *m, const dn_feats *f, dn_raw *r, dn_error *err)
+{
+    memset(r, 0, sizeof *r);
+    r->h16 = f->s16.h;
+    r->w16 = f->s16.w;
+    int rc = m->has_head ? raw_head(m, f, r, err) : DN_OK;
+    if (!rc && m->has_bank)
+        rc = raw_bank(m, f, r, err);
+    if (rc)
+        dn_raw_free(r);
+    return rc;
+}
+
+static float standardise(float v, dn_stat s)
+{
+    return (v - s.mu) / s.sigma;
+}
+
+float dn_model_fuse(const dn_model *m, const dn_raw *r, float *head_z, float *bank_z)
+{
+    float zh = m->has_head ? standardise(r->head, m->img_head) : 0.0f;
+    float zb = m->has_bank ? standardise(r->bank, m->img_bank) : 0.0f;
+    if (head_z)
+        *head_z = zh;
+    if (bank_z)
+        *bank_z = zb;
+    return standardise(m->w_head * zh + m->w_bank * zb, m->img_fused);
+}
+
+/* The fused patch map on the stride-16 grid: each branch's patch scores standardised
+ * by its held-out normal patch statistics (the head's coarser grid upsampled first). */
+static int patch_map(const dn_model *m, const dn_raw *r, dn_score *s, dn_error *err)
+{
+    int n = r->h16 * r->w16;
+    s->rows = r->h16;
+    s->cols = r->w16;
+    if (!(s->patches = calloc((size_t)n, sizeof(float))))
+        return dn_error_set(err, DN_ENOMEM, "out of memory for the patch map");
+    if (m->has_head) {
+        float *up = malloc((size_t)n * sizeof *up);
+        int rc = up ? dn_heatmap_render(r->head_patches, r->hf, r->wf, r->w16, r->h16, 0.0f, up, err)
+                    : dn_error_set(err, DN_ENOMEM, "out of memory for the patch map");
+        for (int i = 0; !rc && i < n; i++)
+            s->patches[i] += m->w_head * standardise(up[i], m->patch_head);
+        free(up);
+        if (rc)
+            return rc;
+    }
+    for (int i = 0; m->has_bank && i < n; i++)
+        s->patches[i] += m->w_bank * standardise(r->bank_patches[i], m->patch_bank);
+    return DN_OK;
+}
+
+/* The highest patches, descending (insertion into a short sorted list). */
+static void top_patches(dn_score *s)
+{
+    s->n_top = 0;
+    for (int i = 0; i < s->rows * s->cols; i++) {
+        if (s->n_top == DN_MAX_TOP_PATCHES && s->patches[i] <= s->patches[s->top[s->n_top - 1]])
+            continue;
+        int j = s->n_top < DN_MAX_TOP_PATCHES ? s->n_top++ : DN_MAX_TOP_PATCHES - 1;
+        for (; j > 0 && s->patches[s->top[j - 1]] < s->patches[i]; j--)
+            s->top[j] = s->top[j - 1];
+        s->top[j] = i;
+    }
+}
+
+int dn_model_score(const dn_model *m, const dn_feats *f, dn_score *s, dn_error *err)
+{
+    dn_raw r;
+    dn_score_init(s);
+    int rc = dn_model_raw(m, f, &r, err);
+    if (rc)
+        return rc;
+    s->score = dn_model_fuse(m, &r, &s->head_z, &s->bank_z);
+    s->is_anomaly = s->score >= m->threshold;
+    s->p_value = (float)dn_conformal_p(m->cal_scores, (size_t)m->n_cal, s->score);
+    rc = patch_map(m, &r, s, err);
+    dn_raw_free(&r);
+    if (rc)
+        dn_score_free(s);
+    else
+        top_patches(s);
+    return rc;
+}
+
+/* ---- file ------------------------------------------------------------------------ */
+
+static cJSON *stat_json(dn_stat s)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "mu", s.mu);
+    cJSON_AddNumberToObject(o, "sigma", s.sigma);
+    return o;
+}
+
+static char *model_json(const dn_model *m)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "head_type", dn_head_type_name(m->type));
+    cJSON_AddNumberToObject(o, "input_size", m->size);
+    cJSON_AddNumberToObject(o, "topk_fraction", DN_DEVNET_TOPK_FRACTION);
+    cJSON_AddNumberToObject(o, "threshold", m->threshold);
+    cJSON_AddNumberToObject(o, "w_head", m->w_head);
+    cJSON_AddNumberToObject(o, "w_bank", m->w_bank);
+    cJSON_AddNumberToObject(o, "map_lo", m->map_lo);
+    cJSON_AddNumberToObject(o, "map_hi", m->map_hi);
+    cJSON_AddItemToObject(o, "img_head", stat_json(m->img_head));
+    cJSON_AddItemToObject(o, "img_bank", stat_json(m->img_bank));
+    cJSON_AddItemToObject(o, "img_fused", stat_json(m->img_fused));
+    cJSON_AddItemToObject(o, "patch_head", stat_json(m->patch_head));
+    cJSON_AddItemToObject(o, "patch_bank", stat_json(m->patch_bank));
+    char *s = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    return s;
+}
+
+int dn_model_save(const dn_model *m, const char *path, dn_error *err)
+{
+    dn_st_writer w;
+    dn_st_writer_init(&w);
+    char *json = model_json(m);
+    int rc = json ? DN_OK : DN_ENOMEM;
+    const char *meta[][2] = {{"format", DN_MODEL_FORMAT}, {"format_version", DN_MODEL_VERSION},
+                             {"backbone_sha256", m->backbone_sha256},
+                             {"head_type", dn_head_type_name(m->type)}, {"model", json},
+                             {"info", m->info[0] ? m->info : "{}"}};
+    for (size_t i = 0; !rc && i < sizeof meta / sizeof meta[0]; i++)
+        rc = dn_st_writer_meta(&w, meta[i][0], meta[i][1]);
+    int64_t hshape[1] = {m->head.dim + 1}, bshape[2] = {m->bank.n, m->bank.dim}, cshape[1] = {m->n_cal};
+    if (!rc && m->has_head)
+        rc = dn_st_writer_add(&w, "head", 1, hshape, m->head.w);
+    if (!rc && m->has_bank)
+        rc = dn_st_writer_add(&w, "bank", 2, bshape, m->bank.x);
+    if (!rc)
+        rc = dn_st_writer_add(&w, "calibration", 1, cshape, m->cal_scores);
+    if (!rc)
+        rc = dn_st_writer_save(&w, path);
+    if (rc)
+        dn_error_set(err, rc, "cannot write model %s: %s", path, w.err.msg[0] ? w.err.msg : "out of memory");
+    free(json);
+    dn_st_writer_free(&w);
+    return rc;
+}
+
+static int read_number(const cJSON *o, const char *key, float *out)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble))
+        return -1;
+    *out = (float)v->valuedouble;
+    return 0;
+}
+
+static int read_stat(const cJSON *o, const char *key, dn_stat *s)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    return read_number(v, "mu", &s->mu) || read_number(v, "sigma", &s->sigma) || !(s->sigma > 0) ? -1 : 0;
+}
+
+static int parse_model_json(dn_model *m, const char *text)
+{
+    cJSON *o = text ? cJSON_ParseWithLengthOpts(text, strlen(text), NULL, 0) : NULL;
+    const char *type = o ? cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, "head_type")) : NULL;
+    float size = 0;
+    int bad = !o || !type || dn_head_type_parse(type, &m->type) || read_number(o, "input_size", &size) ||
+              size < 32 || size > DN_MAX_INPUT_SIDE || read_number(o, "threshold", &m->threshold) ||
+              read_number(o, "w_head", &m->w_head) || read_number(o, "w_bank", &m->w_bank) ||
+              read_number(o, "map_lo", &m->map_lo) || read_number(o, "map_hi", &m->map_hi) ||
+              read_stat(o, "img_fused", &m->img_fused) || read_stat(o, "img_head", &m->img_head) ||
+              read_stat(o, "img_bank", &m->img_bank) || read_stat(o, "patch_head", &m->patch_head) ||
+              read_stat(o, "patch_bank", &m->patch_bank);
+    m->size = (int)size;
+    cJSON_Delete(o);
+    return bad ? dn_error_set(&m->err, DN_EFORMAT, "model metadata is incomplete or not finite") : DN_OK;
+}
+
+static int load_tensors(dn_model *m, const dn_safetensors *st)
+{
+    const dn_st_tensor *head = dn_st_find(st, "head"), *bank = dn_st_find(st, "bank");
+    const dn_st_tensor *cal = dn_st_find(st, "calibration");
+    m->has_head = m->type != DN_HEAD_NORMALITY;
+    m->has_bank = m->type != DN_HEAD_DEVNET;
+    if ((m->has_head && (!head || head->ndim != 1 || head->count < 2)) ||
+        (m->has_bank && (!bank || bank->ndim != 2)) || !cal || cal->ndim != 1 || cal->count < 1)
+        return dn_error_set(&m->err, DN_EFORMAT, "model lacks the tensors its head type '%s' needs",
+                            dn_head_type_name(m->type));
+    for (size_t i = 0; i < cal->count; i++)
+        if (!isfinite(cal->data[i]) || (i && cal->data[i] < cal->data[i - 1]))
+            return dn_error_set(&m->err, DN_EFORMAT, "model calibration scores are not sorted");
+    if (!(m->cal_scores = malloc(cal->count * sizeof(float))))
+        return dn_error_set(&m->err, DN_ENOMEM, "out of memory loading the model");
+    memcpy(m->cal_scores, cal->data, cal->count * sizeof(float));
+    m->n_cal = (int)cal->count;
+    int rc = DN_OK;
+    if (m->has_head) {
+        m->head.dim = (int)head->count - 1;
+        if (!(m->head.w = malloc(head->count * sizeof(float))))
+            return dn_error_set(&m->err, DN_ENOMEM, "out of memory loading the model");
+        memcpy(m->head.w, head->data, head->count * sizeof(float));
+    }
+    if (m->has_bank)
+        rc = dn_bank_from(&m->bank, bank->data, (int)bank->shape[0], (int)bank->shape[1], &m->err);
+    return rc;
+}
+
+int dn_model_load(dn_model *m, const char *path, const char *backbone_sha256)
+{
+    dn_model_free(m);
+    dn_safetensors st;
+    dn_st_init(&st);
+    int rc = dn_st_load(&st, path);
+    if (rc) {
+        m->err = st.err;
+        return rc;
+    }
+    const char *fmt = dn_st_meta(&st, "format"), *ver = dn_st_meta(&st, "format_version");
+    const char *bb = dn_st_meta(&st, "backbone_sha256"), *info = dn_st_meta(&st, "info");
+    if (!fmt || strcmp(fmt, DN_MODEL_FORMAT))
+        rc = dn_error_set(&m->err, DN_EFORMAT, "%s is not a devnet model", path);
+    else if (!ver || strcmp(ver, DN_MODEL_VERSION))
+        rc = dn_error_set(&m->err, DN_EMISMATCH, "%s: model format version %s, this build reads %s",
+                          path, ver ? ver : "(none)", DN_MODEL_VERSION);
+    else if (!bb || strlen(bb) != 64 || (backbone_sha256 && strcmp(bb, backbone_sha256)))
+        rc = dn_error_set(&m->err, DN_EMISMATCH,
+                          "%s was trained on another backbone (sha256 %.12s..., loaded %.12s...)", path,
+                          bb ? bb : "?", backbone_sha256 ? backbone_sha256 : "?");
+    if (!rc)
+        rc = parse_model_json(m, dn_st_meta(&st, "model"));
+    if (!rc)
+        rc = load_tensors(m, &st);
+    if (!rc) {
+        snprintf(m->backbone_sha256, sizeof m->backbone_sha256, "%s", bb);
+        snprintf(m->info, sizeof m->info, "%s", info ? info : "{}");
+    }
+    dn_st_free(&st);
+    if (rc)
+        dn_model_free(m);
+    return rc;
+}

@@ -1,0 +1,303 @@
+#include "dn_train.h"
+
+#include "dn_metrics.h"
+#include "dn_rng.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+void dn_train_opts_default(dn_train_opts *o)
+{
+    memset(o, 0, sizeof *o);
+    o->type = DN_HEAD_FUSION;
+    o->size = 448;
+    o->seed = 1;
+    o->holdout = 0.2f;
+    o->bank_max = 16384;
+    o->proj_dim = 64;
+    dn_head_opts_default(&o->head);
+    o->rule = DN_THRESHOLD_AUTO;
+    o->quantile = 0.99f;
+}
+
+static void progress(const dn_train_opts *o, const char *stage, int done, int total)
+{
+    if (o->progress)
+        o->progress(o->ctx, stage, done, total);
+}
+
+/* Seeded split of the normals: the first n_fit of `order` fit, the rest calibrate. With
+ * fewer than 2 normals both roles use the same images (and the model says so). */
+static int split_normals(int n, float holdout, uint64_t seed, int *order, int *n_fit)
+{
+    for (int i = 0; i < n; i++)
+        order[i] = i;
+    dn_rng r;
+    dn_rng_seed(&r, seed ^ 0x5EEDu);
+    dn_rng_shuffle(&r, order, n);
+    int hold = (int)lroundf(holdout * (float)n);
+    hold = n < 2 ? 0 : hold < 1 ? 1 : hold >= n ? n - 1 : hold;
+    *n_fit = n - hold;
+    return hold;
+}
+
+static int build_bank(dn_model *m, const dn_train_set *set, const int *fit, int n_fit,
+                      const dn_train_opts *o, dn_error *err)
+{
+    const dn_feats *f0 = set->normal[fit[0]];
+    int per = f0->s16.h * f0->s16.w, dim = f0->s8.c + f0->s16.c;
+    float *desc = malloc((size_t)n_fit * per * dim * sizeof *desc);
+    if (!desc)
+        return dn_error_set(err, DN_ENOMEM, "out of memory for %d x %d descriptors", n_fit, per);
+    int rc = DN_OK;
+    for (int i = 0; i < n_fit && !rc; i++) {
+        const dn_feats *f = set->normal[fit[i]];
+        rc = f->s16.h * f->s16.w == per
+                 ? dn_patch_descriptors(&f->s8, &f->s16, desc + (size_t)i * per * dim, err)
+                 : dn_error_set(err, DN_EINVAL, "features of different sizes in one training set");
+    }
+    progress(o, "memory bank", 0, 1);
+    if (!rc)
+        rc = dn_bank_build(&m->bank, desc, (size_t)n_fit * per, dim, o->bank_max, o->proj_dim,
+                           o->seed, err);
+    free(desc);
+    progress(o, "memory bank", 1, 1);
+    return rc;
+}
+
+static int train_head(dn_model *m, const dn_train_set *set, const int *fit, int n_fit,
+                      const dn_train_opts *o, dn_error *err)
+{
+    int n_copies = set->n_anomaly * set->n_aug, dim = set->normal[fit[0]]->final.c;
+    const float **normal = malloc((size_t)n_fit * sizeof *normal);
+    const float **anomaly = malloc((size_t)n_copies * sizeof *anomaly);
+    int rc = normal && anomaly ? dn_head_init(&m->head, dim, o->seed, err)
+                               : dn_error_set(err, DN_ENOMEM, "out of memory training the head");
+    for (int i = 0; !rc && i < n_fit; i++)
+        normal[i] = set->normal[fit[i]]->final.data;
+    for (int i = 0; !rc && i < n_copies; i++)
+        anomaly[i] = set->anomaly[i]->final.data;
+    const dn_feats *f0 = set->normal[fit[0]];
+    dn_head_data d = {normal, n_fit, anomaly, n_copies, f0->final.h * f0->final.w};
+    progress(o, "head", 0, 1);
+    if (!rc)
+        rc = dn_head_train(&m->head, &d, &o->head, err);
+    progress(o, "head", 1, 1);
+    free(normal);
+    free(anomaly);
+    return rc;
+}
+
+static dn_stat stat_of(const float *v, size_t n)
+{
+    double mu = dn_average(v, n), sd = dn_std(v, n);
+    /* a floor keeps identical held-out scores from dividing by zero */
+    double floor = 1e-6 * (fabs(mu) + 1.0);
+    return (dn_stat){(float)mu, (float)(sd > floor ? sd : floor)};
+}
+
+/* Raw branch outputs of the held-out normals: image and patch statistics. */
+typedef struct calib {
+    dn_raw *raw;
+    int n;
+} calib;
+
+static int calibrate_branches(dn_model *m, const dn_train_set *set, const int *hold, int n_hold,
+                              calib *c, dn_error *err)
+{
+    c->raw = calloc((size_t)n_hold, sizeof *c->raw);
+    c->n = n_hold;
+    float *img_h = malloc((size_t)n_hold * sizeof(float)), *img_b = malloc((size_t)n_hold * sizeof(float));
+    int rc = c->raw && img_h && img_b ? DN_OK : dn_error_set(err, DN_ENOMEM, "out of memory calibrating");
+    for (int i = 0; !rc && i < n_hold; i++) {
+        rc = dn_model_raw(m, set->normal[hold[i]], &c->raw[i], err);
+        img_h[i] = c->raw[i].head;
+        img_b[i] = c->raw[i].bank;
+    }
+    if (!rc) {
+        m->img_head = stat_of(img_h, (size_t)n_hold);
+        m->img_bank = stat_of(img_b, (size_t)n_hold);
+    }
+    free(img_h);
+    free(img_b);
+    return rc;
+}
+
+/* Patch statistics of each branch over every held-out patch. */
+static int patch_stats(dn_model *m, const calib *c, dn_error *err)
+{
+    size_t nh = (size_t)c->n * c->raw[0].hf * c->raw[0].wf, nb = (size_t)c->n * c->raw[0].h16 * c->raw[0].w16;
+    float *ph = malloc((nh + 1) * sizeof *ph), *pb = malloc((nb + 1) * sizeof *pb);
+    if (!ph || !pb) {
+        free(ph), free(pb);
+        return dn_error_set(err, DN_ENOMEM, "out of memory calibrating patches");
+    }
+    size_t per_h = nh / c->n, per_b = nb / c->n;
+    for (int i = 0; i < c->n; i++) {
+        if (m->has_head)
+            memcpy(ph + i * per_h, c->raw[i].head_patches, per_h * sizeof *ph);
+        if (m->has_bank)
+            memcpy(pb + i * per_b, c->raw[i].bank_patches, per_b * sizeof *pb);
+    }
+    m->patch_head = m->has_head ? stat_of(ph, nh) : (dn_stat){0, 1};
+    m->patch_bank = m->has_bank ? stat_of(pb, nb) : (dn_stat){0, 1};
+    free(ph);
+    free(pb);
+    return DN_OK;
+}
+
+/* Fused scores of the held-out normals define the final standardisation, the p-values
+ * and the heatmap range (from their patch maps). */
+static int calibrate_fused(dn_model *m, const calib *c, dn_error *err)
+{
+    float *fused = malloc((size_t)c->n * sizeof *fused);
+    if (!fused)
+        return dn_error_set(err, DN_ENOMEM, "out of memory calibrating");
+    m->img_fused = (dn_stat){0, 1};
+    for (int i = 0; i < c->n; i++)
+        fused[i] = dn_model_fuse(m, &c->raw[i], NULL, NULL);
+    m->img_fused = stat_of(fused, (size_t)c->n);
+    for (int i = 0; i < c->n; i++)
+        fused[i] = (fused[i] - m->img_fused.mu) / m->img_fused.sigma;
+    free(m->cal_scores);
+    m->cal_scores = fused;
+    m->n_cal = c->n;
+    for (int i = 1; i < c->n; i++) /* ascending, for the p-values (insertion: n is small) */
+        for (int j = i; j > 0 && fused[j] < fused[j - 1]; j--) {
+            float t = fused[j];
+            fused[j] = fused[j - 1];
+            fused[j - 1] = t;
+        }
+    return DN_OK;
+}
+
+static int map_range(dn_model *m, const dn_train_set *set, const int *hold, int n_hold, dn_error *err)
+{
+    const dn_feats *f0 = set->normal[hold[0]];
+    size_t per = (size_t)f0->s16.h * f0->s16.w, n = per * n_hold;
+    float *all = malloc(n * sizeof *all);
+    if (!all)
+        return dn_error_set(err, DN_ENOMEM, "out of memory calibrating the heatmap");
+    int rc = DN_OK;
+    for (int i = 0; i < n_hold && !rc; i++) {
+        dn_score s;
+        rc = dn_model_score(m, set->normal[hold[i]], &s, err);
+        if (!rc)
+            memcpy(all + i * per, s.patches, per * sizeof *all);
+        dn_score_free(&s);
+    }
+    if (!rc) {
+        /* a normal image stays below lo almost everywhere: not painted red */
+        m->map_lo = dn_quantile(all, n, 0.99);
+        float spread = m->map_lo - dn_quantile(all, n, 0.5);
+        m->map_hi = m->map_lo + 3.0f * (spread > 0.5f ? spread : 0.5f);
+    }
+    free(all);
+    return rc;
+}
+
+static int set_threshold(dn_model *m, const dn_train_set *set, const dn_train_opts *o, dn_error *err)
+{
+    int use_f1 = o->rule == DN_THRESHOLD_MAXF1 || (o->rule == DN_THRESHOLD_AUTO && set->n_anomaly > 0);
+    if (!use_f1 || set->n_anomaly == 0) {
+        m->threshold = dn_quantile(m->cal_scores, (size_t)m->n_cal, o->quantile);
+        return DN_OK;
+    }
+    int n = m->n_cal + set->n_anomaly;
+    float *scores = malloc((size_t)n * sizeof *scores);
+    uint8_t *labels = malloc((size_t)n);
+    int rc = scores && labels ? DN_OK : dn_error_set(err, DN_ENOMEM, "out of memory for the threshold");
+    for (int i = 0; !rc && i < n; i++) {
+        labels[i] = i >= m->n_cal;
+        if (!labels[i]) {
+            scores[i] = m->cal_scores[i];
+            continue;
+        }
+        dn_raw r;
+        rc = dn_model_raw(m, set->anomaly[(size_t)(i - m->n_cal) * set->n_aug], &r, err);
+        if (!rc)
+            scores[i] = dn_model_fuse(m, &r, NULL, NULL);
+        dn_raw_free(&r);
+    }
+    double f1;
+    if (!rc)
+        m->threshold = dn_max_f1_threshold(scores, labels, (size_t)n, &f1);
+    free(scores);
+    free(labels);
+    return rc;
+}
+
+static void describe(dn_model *m, const dn_train_set *set, int n_fit, int n_hold,
+                     const dn_train_opts *o, double seconds)
+{
+    snprintf(m->info, sizeof m->info,
+             "{\"training_set_sha256\":\"%s\",\"normal_images\":%d,\"fit_normals\":%d,"
+             "\"calibration_normals\":%d,\"labelled_anomalies\":%d,\"augmentations\":%d,"
+             "\"seed\":%llu,\"threshold_rule\":\"%s\",\"training_seconds\":%.3f,\"created\":%lld}",
+             set->hash, set->n_normal, n_fit, n_hold, set->n_anomaly, set->n_aug,
+             (unsigned long long)o->seed,
+             o->rule == DN_THRESHOLD_QUANTILE || (o->rule == DN_THRESHOLD_AUTO && !set->n_anomaly)
+                 ? "normal_quantile" : "max_f1",
+             seconds, (long long)time(NULL));
+}
+
+static int choose_type(dn_model *m, const dn_train_set *set, const dn_train_opts *o, dn_error *err)
+{
+    m->type = o->type;
+    if (set->n_anomaly == 0 && o->type == DN_HEAD_DEVNET)
+        return dn_error_set(err, DN_EINVAL, "the devnet head needs labelled anomalies (none given)");
+    if (set->n_anomaly == 0)
+        m->type = DN_HEAD_NORMALITY; /* zero-shot: the normality branch alone */
+    m->has_head = m->type != DN_HEAD_NORMALITY;
+    m->has_bank = m->type != DN_HEAD_DEVNET;
+    m->w_head = m->has_head ? 1.0f : 0.0f;
+    m->w_bank = m->has_bank ? 1.0f : 0.0f;
+    return DN_OK;
+}
+
+int dn_train(dn_model *m, const dn_train_set *set, const dn_train_opts *o,
+             const char *backbone_sha256, dn_error *err)
+{
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    dn_model_free(m);
+    if (set->n_normal < 1)
+        return dn_error_set(err, DN_EINVAL, "no normal training images");
+    int *order = malloc((size_t)set->n_normal * sizeof *order), n_fit;
+    if (!order)
+        return dn_error_set(err, DN_ENOMEM, "out of memory");
+    int n_hold = split_normals(set->n_normal, o->holdout, o->seed, order, &n_fit);
+    const int *fit = order, *hold = n_hold ? order + n_fit : order;
+    n_hold = n_hold ? n_hold : n_fit;
+    calib c = {0};
+    m->size = o->size;
+    snprintf(m->backbone_sha256, sizeof m->backbone_sha256, "%s", backbone_sha256);
+    int rc = choose_type(m, set, o, err);
+    if (!rc && m->has_bank)
+        rc = build_bank(m, set, fit, n_fit, o, err);
+    if (!rc && m->has_head)
+        rc = train_head(m, set, fit, n_fit, o, err);
+    if (!rc)
+        rc = calibrate_branches(m, set, hold, n_hold, &c, err);
+    if (!rc)
+        rc = patch_stats(m, &c, err);
+    if (!rc)
+        rc = calibrate_fused(m, &c, err);
+    if (!rc)
+        rc = map_range(m, set, hold, n_hold, err);
+    if (!rc)
+        rc = set_threshold(m, set, o, err);
+    for (int i = 0; c.raw && i < c.n; i++)
+        dn_raw_free(&c.raw[i]);
+    free(c.raw);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    if (!rc)
+        describe(m, set, n_fit, n_hold, o, (double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9);
+    free(order);
+    if (rc)
+        dn_model_free(m);
+    return rc;
+}

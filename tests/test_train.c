@@ -1,0 +1,240 @@
+/* End to end on generated images: normal textures against textures with drawn defects,
+ * through the real backbone, the feature cache, training and scoring; and the model file
+ * round trip with refusal of damaged or mismatched files. */
+#include "test_util.h"
+
+#include "dn_metrics.h"
+#include "dn_train.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <unistd.h>
+
+#define SIDE 96
+#define SIZE 128
+
+/* A woven texture with noise; a defect is a dark scratch at a random place. */
+static void texture(uint8_t *rgb, int defect, uint64_t *seed)
+{
+    float phase = dn_test_uniform(seed, 0, 6.28f);
+    for (int y = 0; y < SIDE; y++)
+        for (int x = 0; x < SIDE; x++) {
+            float v = 128 + 40 * sinf(0.6f * x + phase) * cosf(0.6f * y) + dn_test_uniform(seed, -12, 12);
+            for (int c = 0; c < 3; c++)
+                rgb[(y * SIDE + x) * 3 + c] = (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
+        }
+    if (!defect)
+        return;
+    int x0 = 10 + (int)(dn_test_rand(seed) % 60), y0 = 10 + (int)(dn_test_rand(seed) % 60);
+    for (int t = 0; t < 24; t++)
+        for (int w = -2; w <= 2; w++) {
+            int x = x0 + t, y = y0 + t / 2 + w;
+            if (x < SIDE && y >= 0 && y < SIDE)
+                for (int c = 0; c < 3; c++)
+                    rgb[(y * SIDE + x) * 3 + c] = c == 0 ? 220 : 15;
+        }
+}
+
+static void write_images(const char *dir, int n, int defect, uint64_t *seed, char **paths)
+{
+    uint8_t rgb[SIDE * SIDE * 3];
+    dn_error err;
+    for (int i = 0; i < n; i++) {
+        char path[512];
+        snprintf(path, sizeof path, "%s/%03d.png", dir, i);
+        texture(rgb, defect, seed);
+        cr_assert_eq(dn_png_write(path, SIDE, SIDE, 3, rgb, &err), DN_OK, "%s", err.msg);
+        paths[i] = strdup(path);
+    }
+}
+
+typedef struct fixture {
+    char root[64];
+    dn_backbone bb;
+    dn_extractor x;
+} fixture;
+
+static void feats_of(dn_extractor *x, char **paths, int n, int n_aug, dn_feats *out)
+{
+    for (int i = 0; i < n; i++)
+        for (int a = 0; a < n_aug; a++) {
+            dn_feats_init(&out[i * n_aug + a]);
+            cr_assert_eq(dn_extractor_file(x, paths[i], a, &out[i * n_aug + a], NULL), DN_OK, "%s",
+                         x->err.msg);
+        }
+}
+
+static void train_model(fixture *fx, dn_head_type type, dn_model *m, double *auroc)
+{
+    enum { NN = 24, NA = 3, NT = 10 };
+    char dir[128], *normal[NN], *anom[NA], *tn[NT], *ta[NT];
+    uint64_t seed = 21;
+    snprintf(dir, sizeof dir, "%s/n", fx->root);
+    mkdir(dir, 0755);
+    write_images(dir, NN, 0, &seed, normal);
+    snprintf(dir, sizeof dir, "%s/a", fx->root);
+    mkdir(dir, 0755);
+    write_images(dir, NA, 1, &seed, anom);
+    snprintf(dir, sizeof dir, "%s/tn", fx->root);
+    mkdir(dir, 0755);
+    write_images(dir, NT, 0, &seed, tn);
+    snprintf(dir, sizeof dir, "%s/ta", fx->root);
+    mkdir(dir, 0755);
+    write_images(dir, NT, 1, &seed, ta);
+    static dn_feats fn[NN], fa[NA * DN_AUGMENTATIONS], ft[2 * NT];
+    feats_of(&fx->x, normal, NN, 1, fn);
+    feats_of(&fx->x, anom, NA, DN_AUGMENTATIONS, fa);
+    feats_of(&fx->x, tn, NT, 1, ft);
+    feats_of(&fx->x, ta, NT, 1, ft + NT);
+    const dn_feats *np[NN], *ap[NA * DN_AUGMENTATIONS];
+    for (int i = 0; i < NN; i++)
+        np[i] = &fn[i];
+    for (int i = 0; i < NA * DN_AUGMENTATIONS; i++)
+        ap[i] = &fa[i];
+    dn_train_set set = {np, NN, ap, NA, DN_AUGMENTATIONS, "test"};
+    dn_train_opts o;
+    dn_train_opts_default(&o);
+    o.type = type;
+    o.size = SIZE;
+    o.head.steps = 150;
+    dn_error err;
+    cr_assert_eq(dn_train(m, &set, &o, fx->bb.sha256, &err), DN_OK, "%s", err.msg);
+    float scores[2 * NT];
+    uint8_t labels[2 * NT];
+    for (int i = 0; i < 2 * NT; i++) {
+        dn_score s;
+        cr_assert_eq(dn_model_score(m, &ft[i], &s, &err), DN_OK, "%s", err.msg);
+        scores[i] = s.score;
+        labels[i] = i >= NT;
+        cr_assert(s.p_value > 0 && s.p_value <= 1);
+        dn_score_free(&s);
+    }
+    *auroc = dn_auroc(scores, labels, 2 * NT);
+    for (int i = 0; i < NN; i++)
+        dn_feats_free(&fn[i]), free(normal[i]);
+    for (int i = 0; i < NA * DN_AUGMENTATIONS; i++)
+        dn_feats_free(&fa[i]);
+    for (int i = 0; i < NA; i++)
+        free(anom[i]);
+    for (int i = 0; i < NT; i++)
+        dn_feats_free(&ft[i]), dn_feats_free(&ft[NT + i]), free(tn[i]), free(ta[i]);
+}
+
+static int setup(fixture *fx)
+{
+    const char *path = dn_test_backbone();
+    if (!path)
+        return 0;
+    openblas_set_num_threads(1);
+    snprintf(fx->root, sizeof fx->root, "/tmp/dn_train_XXXXXX");
+    cr_assert_not_null(mkdtemp(fx->root));
+    dn_backbone_init(&fx->bb);
+    cr_assert_eq(dn_backbone_load(&fx->bb, path), DN_OK, "%s", fx->bb.err.msg);
+    char cache[128];
+    snprintf(cache, sizeof cache, "%s/cache", fx->root);
+    cr_assert_eq(dn_extractor_init(&fx->x, &fx->bb, SIZE, cache), DN_OK, "%s", fx->x.err.msg);
+    return 1;
+}
+
+static void teardown(fixture *fx)
+{
+    dn_extractor_free(&fx->x);
+    dn_backbone_free(&fx->bb);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", fx->root);
+    cr_assert_eq(system(cmd), 0);
+}
+
+Test(train, fusion_separates_generated_defects)
+{
+    fixture fx;
+    if (!setup(&fx))
+        cr_skip_test("no backbone (make backbone needs ../shared/models): skipped");
+    dn_model m;
+    dn_model_init(&m);
+    double auroc;
+    train_model(&fx, DN_HEAD_FUSION, &m, &auroc);
+    cr_assert_eq(m.type, DN_HEAD_FUSION);
+    cr_assert_gt(auroc, 0.95, "image AUROC %g on generated defects", auroc);
+    cr_assert(isfinite(m.threshold) && m.map_hi > m.map_lo);
+    /* zero anomalies: the normality branch alone, and the model says so */
+    dn_model_free(&m);
+    teardown(&fx);
+}
+
+Test(train, model_file_round_trip_and_refusals)
+{
+    fixture fx;
+    if (!setup(&fx))
+        cr_skip_test("no backbone (make backbone needs ../shared/models): skipped");
+    dn_model m, back;
+    dn_model_init(&m);
+    dn_model_init(&back);
+    double auroc;
+    train_model(&fx, DN_HEAD_FUSION, &m, &auroc);
+    char path[128];
+    snprintf(path, sizeof path, "%s/model.safetensors", fx.root);
+    dn_error err;
+    cr_assert_eq(dn_model_save(&m, path, &err), DN_OK, "%s", err.msg);
+    cr_assert_eq(dn_model_load(&back, path, fx.bb.sha256), DN_OK, "%s", back.err.msg);
+    cr_assert_eq(back.type, m.type);
+    cr_assert_eq(back.size, SIZE);
+    cr_assert_float_eq(back.threshold, m.threshold, 1e-6);
+    cr_assert_eq(back.bank.n, m.bank.n);
+    cr_assert(memcmp(back.head.w, m.head.w, (size_t)(m.head.dim + 1) * 4) == 0);
+    cr_assert(memcmp(back.cal_scores, m.cal_scores, (size_t)m.n_cal * 4) == 0);
+    /* another backbone */
+    cr_assert_eq(dn_model_load(&back, path, "0000000000000000000000000000000000000000000000000000000000000000"),
+                 DN_EMISMATCH);
+    cr_assert(strstr(back.err.msg, "backbone") != NULL, "%s", back.err.msg);
+    /* damaged bytes: a refusal with a message, never a crash */
+    size_t len = 0;
+    uint8_t *bytes = dn_test_read_file(path, &len);
+    cr_assert_not_null(bytes);
+    for (size_t cut = 0; cut < len; cut += len / 7 + 1) {
+        FILE *f = fopen(path, "wb");
+        fwrite(bytes, 1, cut, f);
+        fclose(f);
+        cr_assert_neq(dn_model_load(&back, path, fx.bb.sha256), DN_OK, "cut at %zu accepted", cut);
+        cr_assert(back.err.msg[0]);
+    }
+    free(bytes);
+    /* a backbone file is not a model */
+    cr_assert_eq(dn_model_load(&back, dn_test_backbone(), NULL), DN_EFORMAT);
+    dn_model_free(&m);
+    dn_model_free(&back);
+    teardown(&fx);
+}
+
+Test(train, zero_anomalies_train_the_normality_branch)
+{
+    fixture fx;
+    if (!setup(&fx))
+        cr_skip_test("no backbone (make backbone needs ../shared/models): skipped");
+    char dir[128], *normal[12];
+    uint64_t seed = 3;
+    snprintf(dir, sizeof dir, "%s/z", fx.root);
+    mkdir(dir, 0755);
+    write_images(dir, 12, 0, &seed, normal);
+    dn_feats f[12];
+    feats_of(&fx.x, normal, 12, 1, f);
+    const dn_feats *np[12];
+    for (int i = 0; i < 12; i++)
+        np[i] = &f[i];
+    dn_train_set set = {np, 12, NULL, 0, DN_AUGMENTATIONS, "zero"};
+    dn_train_opts o;
+    dn_train_opts_default(&o);
+    o.size = SIZE;
+    dn_model m;
+    dn_model_init(&m);
+    dn_error err;
+    cr_assert_eq(dn_train(&m, &set, &o, fx.bb.sha256, &err), DN_OK, "%s", err.msg);
+    cr_assert_eq(m.type, DN_HEAD_NORMALITY);
+    cr_assert(!m.has_head && m.has_bank);
+    o.type = DN_HEAD_DEVNET;
+    cr_assert_eq(dn_train(&m, &set, &o, fx.bb.sha256, &err), DN_EINVAL);
+    for (int i = 0; i < 12; i++)
+        dn_feats_free(&f[i]), free(normal[i]);
+    dn_model_free(&m);
+    teardown(&fx);
+}
