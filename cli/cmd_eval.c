@@ -275,16 +275,20 @@ static void print_table(const eval_ctx *c, const seed_result *r, double ms)
     printf("dataset %s, head %s, size %d, shots %ld, %d seeds\n", c->d.name,
            dn_head_type_name(a->opts.type), a->opts.size, a->shots, a->n_seeds);
     printf("seed\timage_auroc\timage_aupr\tpixel_auroc\tseg_auroc\ttrain_s\n");
-    for (int i = 0; i < a->n_seeds; i++)
-        printf("%llu\t%.4f\t%.4f\t%.4f\t%.4f\t%.2f\n", (unsigned long long)a->seeds[i], r[i].auroc,
-               r[i].aupr, r[i].pixel, r[i].seg, r[i].train_s);
+    for (int i = 0; i < a->n_seeds; i++) {
+        printf("%llu", (unsigned long long)a->seeds[i]);
+        double v[4] = {r[i].auroc, r[i].aupr, r[i].pixel, r[i].seg};
+        for (int f = 0; f < 4; f++)
+            isnan(v[f]) ? (void)fputs("\t-", stdout) : (void)printf("\t%.4f", v[f]);
+        printf("\t%.2f\n", r[i].train_s);
+    }
     size_t fields[] = {offsetof(seed_result, auroc), offsetof(seed_result, aupr),
                        offsetof(seed_result, pixel), offsetof(seed_result, seg)};
     printf("mean+-std");
     for (int f = 0; f < 4; f++) {
         double mean, std;
         mean_std(r, a->n_seeds, fields[f], &mean, &std);
-        printf("\t%.4f+-%.4f", mean, std);
+        isnan(mean) ? (void)fputs("\t-", stdout) : (void)printf("\t%.4f+-%.4f", mean, std);
     }
     printf("\nms_per_image %.2f (decode + features + score)\n", ms);
 }

@@ -37,11 +37,9 @@ int cli_model_option(int argc, char **argv, int *i, dn_train_opts *o, const char
             return cli_usage("--size takes 32..%d", DN_MAX_INPUT_SIDE), -1;
         o->size = (int)n;
     } else if (!strcmp(a, "--threshold")) {
-        o->rule = !strcmp(v, "auto") ? DN_THRESHOLD_AUTO
-                  : !strcmp(v, "quantile") ? DN_THRESHOLD_QUANTILE
-                  : !strcmp(v, "maxf1") ? DN_THRESHOLD_MAXF1 : (dn_threshold_rule)-1;
-        if ((int)o->rule < 0)
-            return cli_usage("--threshold takes auto, quantile or maxf1"), -1;
+        if (strcmp(v, "quantile") && strcmp(v, "maxf1"))
+            return cli_usage("--threshold takes quantile or maxf1"), -1;
+        o->rule = strcmp(v, "quantile") ? DN_THRESHOLD_MAXF1 : DN_THRESHOLD_QUANTILE;
     } else if (!strcmp(a, "--quantile")) {
         char *end;
         o->quantile = strtof(v, &end);

@@ -623,25 +623,35 @@ size_t dn_bank_scratch_bytes(const dn_bank *b, int nq)
     return b && b->ix && nq > 0 ? scratch_layout(b, qb, NULL, &s) : 0;
 }
 
-/* Squared box bounds of one query against every leaf, into bx; returns the nearest leaf. */
+/* Squared box bounds of one query against every leaf, into bx (padded to 16). */
 DN_VECTOR_CLONES
-static int box_bounds(const struct dn_bank_index *ix, const float *eq, float *bx)
+static void box_bounds(const struct dn_bank_index *ix, const float *eq, float *bx)
 {
-    int edim = ix->edim, best = 0;
+    int edim = ix->edim;
     for (int g = 0; g < (ix->nleaves + V16 - 1) / V16; g++) {
         const float *lo = ix->box + (size_t)g * 2 * edim * V16, *hi = lo + edim * V16;
         dn_v16 acc = {0}, zero = {0};
         for (int k = 0; k < edim; k++) {
             dn_v16 below = v16_load(lo + k * V16) - eq[k], above = eq[k] - v16_load(hi + k * V16);
-            dn_v16 gap = v16_min(-below, -above); /* -max(below, above) */
-            gap = v16_min(gap, zero);
+            dn_v16 gap = v16_min(v16_min(-below, -above), zero); /* -max(below, above, 0) */
             acc += gap * gap;
         }
         v16_store(bx + g * V16, acc);
     }
-    for (int l = 1; l < ix->nleaves; l++)
-        best = bx[l] < bx[best] ? l : best;
-    return best;
+}
+
+/* Index of the smallest of bx[0..n) (n padded to 16 with +inf). */
+DN_VECTOR_CLONES
+static int min_index(const float *bx, int n)
+{
+    dn_v16 mn = v16_set(INFINITY);
+    for (int i = 0; i < n; i += V16)
+        mn = v16_min(mn, v16_load(bx + i));
+    float m = v16_hmin(mn);
+    int at = 0;
+    while (at < n - 1 && bx[at] != m)
+        at++;
+    return at;
 }
 
 /* Squared lower bounds (minus slack) of one query against the entries of a leaf, into
@@ -707,17 +717,23 @@ static void search_leaf(const dn_bank *b, int l, dn_query *s, float *lb)
             try_entry(b, s, rows[t]);
 }
 
-/* Pruned search of one query; 0 when done, -1 when it ran out of budget. */
+/* Pruned search of one query, leaves in increasing order of their box bound until
+ * the next one cannot beat the best distance; 0 when done, -1 when it ran out of
+ * budget. */
 static int search_query(const dn_bank *b, dn_query *s, const dn_nn_scratch *sc)
 {
     const struct dn_bank_index *ix = b->ix;
-    int first = box_bounds(ix, s->eq, sc->bx);
+    int nl = (ix->nleaves + V16 - 1) / V16 * V16;
     float slack = DN_LB_SLACK * (s->eqn + ix->esq_max);
-    search_leaf(b, first, s, sc->lb);
-    for (int l = 0; l < ix->nleaves && s->evals <= s->budget; l++)
-        if (l != first && sc->bx[l] * (1.0f - DN_LB_SLACK) - slack < s->ub2)
-            search_leaf(b, l, s, sc->lb);
-    return s->evals <= s->budget ? 0 : -1;
+    box_bounds(ix, s->eq, sc->bx);
+    while (s->evals <= s->budget) {
+        int l = min_index(sc->bx, nl);
+        if (!(sc->bx[l] * (1.0f - DN_LB_SLACK) - slack < s->ub2))
+            return 0;
+        sc->bx[l] = INFINITY;
+        search_leaf(b, l, s, sc->lb);
+    }
+    return -1;
 }
 
 /* Index of the smallest xn[j] + c[j] (the expanded squared distance minus ||q||^2). */
@@ -852,41 +868,53 @@ typedef struct dn_kcenter {
     float *dcc;      /* per centre: squared distance to the newest centre */
     int *chosen;     /* per centre: the caller's row */
     int *inv;        /* n: repacking work */
+    dn_keyed *tmp;   /* n: sorting work */
 } dn_kcenter;
 
 /* Moves the members of cluster a nearer to the newest centre into its segment; the
- * others close ranks. */
+ * others close ranks. Members are sorted by decreasing distance, so the first one too
+ * close to its centre to move ends the scan, and the first one left is the farthest. */
 DN_VECTOR_CLONES
 static void kc_scan(dn_kcenter *kc, int a)
 {
     const float *c = kc->cen + (size_t)kc->k * kc->ps;
-    int *row = kc->srow + kc->seg[a], stay = 0, far = -1, kn = kc->k;
-    float *mind = kc->smind + kc->seg[a], dcc = kc->dcc[a], rad = 0;
-    for (int i = 0; i < kc->len[a]; i++) {
+    int *row = kc->srow + kc->seg[a], stay = 0, i = 0, len = kc->len[a];
+    float *mind = kc->smind + kc->seg[a], dcc = kc->dcc[a];
+    for (; i < len && 4.0f * mind[i] > dcc; i++) {
         int p = row[i];
-        float mp = mind[i];
-        if (4.0f * mp > dcc) {
-            float d = sqdist(kc->p + (size_t)p * kc->ps, c, (int)kc->ps);
-            if (d < mp) {
-                kc->srow[kc->top] = p;
-                kc->smind[kc->top++] = d;
-                if (d > kc->rad[kn]) {
-                    kc->rad[kn] = d;
-                    kc->far[kn] = p;
-                }
-                continue;
-            }
+        float d = sqdist(kc->p + (size_t)p * kc->ps, c, (int)kc->ps);
+        if (d < mind[i]) {
+            kc->srow[kc->top] = p;
+            kc->smind[kc->top++] = d;
+            continue;
         }
         row[stay] = p;
-        mind[stay++] = mp;
-        if (mp > rad) {
-            rad = mp;
-            far = p;
-        }
+        mind[stay++] = mind[i];
     }
-    kc->len[a] = stay;
-    kc->rad[a] = rad;
-    kc->far[a] = far;
+    if (stay < i) {
+        memmove(row + stay, row + i, (size_t)(len - i) * sizeof *row);
+        memmove(mind + stay, mind + i, (size_t)(len - i) * sizeof *mind);
+    }
+    kc->len[a] = stay + len - i;
+    kc->rad[a] = kc->len[a] ? mind[0] : 0;
+    kc->far[a] = kc->len[a] ? row[0] : -1;
+}
+
+/* Sorts the members of cluster a by decreasing distance (then row, to be
+ * deterministic): its radius and farthest member are then its first. */
+static void kc_sort(dn_kcenter *kc, int a)
+{
+    int *row = kc->srow + kc->seg[a], len = kc->len[a];
+    float *mind = kc->smind + kc->seg[a];
+    for (int i = 0; i < len; i++)
+        kc->tmp[i] = (dn_keyed){-mind[i], row[i]};
+    qsort(kc->tmp, (size_t)len, sizeof *kc->tmp, keyed_cmp);
+    for (int i = 0; i < len; i++) {
+        mind[i] = -kc->tmp[i].key;
+        row[i] = kc->tmp[i].row;
+    }
+    kc->rad[a] = len ? mind[0] : 0;
+    kc->far[a] = len ? row[0] : -1;
 }
 
 /* dcc[a] for every earlier centre a. */
@@ -939,15 +967,13 @@ static void kc_repack(dn_kcenter *kc)
         src[i] = i;
 }
 
-/* Opens cluster kc->k around row, with no members yet. */
+/* Opens cluster kc->k around row, with no members yet (kc_sort settles it). */
 static void kc_open(dn_kcenter *kc, int row)
 {
     int k = kc->k;
     kc->chosen[k] = kc->orig[row];
     memcpy(kc->cen + (size_t)k * kc->ps, kc->p + (size_t)row * kc->ps, kc->ps * sizeof *kc->cen);
     kc->seg[k] = kc->top;
-    kc->rad[k] = 0;
-    kc->far[k] = row;
 }
 
 /* Adds the candidate farthest from the centres; 0 when every candidate duplicates one. */
@@ -968,6 +994,7 @@ static int kc_add(dn_kcenter *kc)
         if (kc->dcc[i] < 4.0f * kc->rad[i])
             kc_scan(kc, i);
     kc->len[k] = (int)(kc->top - kc->seg[k]);
+    kc_sort(kc, k);
     kc->k++;
     return 1;
 }
@@ -977,16 +1004,12 @@ static void kc_first(dn_kcenter *kc, int row)
 {
     kc_open(kc, row);
     for (int i = 0; i < kc->n; i++) {
-        float d = sqdist(kc->p + (size_t)i * kc->ps, kc->cen, (int)kc->ps);
         kc->srow[i] = i;
-        kc->smind[i] = d;
-        if (d > kc->rad[0]) {
-            kc->rad[0] = d;
-            kc->far[0] = i;
-        }
+        kc->smind[i] = sqdist(kc->p + (size_t)i * kc->ps, kc->cen, (int)kc->ps);
     }
     kc->len[0] = kc->n;
     kc->top = (size_t)kc->n;
+    kc_sort(kc, 0);
     kc->k = 1;
 }
 
@@ -1004,6 +1027,7 @@ static void kc_free(dn_kcenter *kc)
     free(kc->dcc);
     free(kc->chosen);
     free(kc->inv);
+    free(kc->tmp);
 }
 
 static int kc_alloc(dn_kcenter *kc, int m)
@@ -1013,6 +1037,7 @@ static int kc_alloc(dn_kcenter *kc, int m)
     kc->srow = dn_alloc(kc->cap, sizeof *kc->srow);
     kc->smind = dn_alloc(kc->cap, sizeof *kc->smind);
     kc->inv = dn_alloc((size_t)kc->n, sizeof *kc->inv);
+    kc->tmp = dn_alloc((size_t)kc->n, sizeof *kc->tmp);
     kc->seg = dn_alloc((size_t)m, sizeof *kc->seg);
     kc->len = dn_alloc((size_t)m, sizeof *kc->len);
     kc->rad = dn_alloc((size_t)m, sizeof *kc->rad);
@@ -1020,7 +1045,7 @@ static int kc_alloc(dn_kcenter *kc, int m)
     kc->cen = dn_alloc((size_t)m * kc->ps, sizeof *kc->cen);
     kc->dcc = dn_alloc((size_t)m, sizeof *kc->dcc);
     kc->chosen = dn_alloc((size_t)m, sizeof *kc->chosen);
-    if (!kc->orig || !kc->srow || !kc->smind || !kc->inv || !kc->seg || !kc->len || !kc->rad ||
+    if (!kc->orig || !kc->tmp || !kc->srow || !kc->smind || !kc->inv || !kc->seg || !kc->len || !kc->rad ||
         !kc->far || !kc->cen || !kc->dcc || !kc->chosen)
         return DN_ENOMEM;
     for (int i = 0; i < kc->n; i++)

@@ -19,7 +19,7 @@ void dn_train_opts_default(dn_train_opts *o)
     o->bank_max = 16384;
     o->proj_dim = 64;
     dn_head_opts_default(&o->head);
-    o->rule = DN_THRESHOLD_AUTO;
+    o->rule = DN_THRESHOLD_QUANTILE;
     o->quantile = 0.99f;
 }
 
@@ -201,8 +201,7 @@ static int map_range(dn_model *m, const dn_train_set *set, const int *hold, int 
 
 static int set_threshold(dn_model *m, const dn_train_set *set, const dn_train_opts *o, dn_error *err)
 {
-    int use_f1 = o->rule == DN_THRESHOLD_MAXF1 || (o->rule == DN_THRESHOLD_AUTO && set->n_anomaly > 0);
-    if (!use_f1 || set->n_anomaly == 0) {
+    if (o->rule == DN_THRESHOLD_QUANTILE || set->n_anomaly == 0) {
         m->threshold = dn_quantile(m->cal_scores, (size_t)m->n_cal, o->quantile);
         return DN_OK;
     }
@@ -239,8 +238,7 @@ static void describe(dn_model *m, const dn_train_set *set, int n_fit, int n_hold
              "\"seed\":%llu,\"threshold_rule\":\"%s\",\"training_seconds\":%.3f,\"created\":%lld}",
              set->hash, set->n_normal, n_fit, n_hold, set->n_anomaly, set->n_aug,
              (unsigned long long)o->seed,
-             o->rule == DN_THRESHOLD_QUANTILE || (o->rule == DN_THRESHOLD_AUTO && !set->n_anomaly)
-                 ? "normal_quantile" : "max_f1",
+             o->rule == DN_THRESHOLD_QUANTILE || !set->n_anomaly ? "normal_quantile" : "max_f1",
              seconds, (long long)time(NULL));
 }
 
