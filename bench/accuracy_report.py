@@ -4,7 +4,7 @@ the dev sets of ../shared/data for every head variant, with 10 and 1 labelled an
 next to the published numbers and the reference implementation of REFERENCE-RESULTS.md.
 
 Usage (from the project root, after `make`):
-    /usr/bin/python3 bench/accuracy_report.py [--size 448] [--datasets a,b] [--heads h,i]
+    /usr/bin/python3 bench/accuracy_report.py [--size 224] [--datasets a,b] [--heads h,i]
 
 Each eval prints its JSON last line; the table is built from those, nothing is typed in.
 Features are cached (~/.cache/devnet or $DEVNET_CACHE), so a second run is much faster.
@@ -52,7 +52,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--devnet", default=str(ROOT / "build" / "devnet"))
     ap.add_argument("--shared", default=os.environ.get("DEVNET_SHARED", str(ROOT.parent / "shared")))
-    ap.add_argument("--size", type=int, default=448)
+    ap.add_argument("--size", type=int, default=224)
     ap.add_argument("--datasets", default="mvtec_bottle,elpv,magnetic_tile")
     ap.add_argument("--heads", default="devnet,normality,fusion")
     ap.add_argument("--out", default=str(ROOT / "docs" / "ACCURACY.md"))

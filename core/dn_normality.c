@@ -219,7 +219,7 @@ int dn_patch_descriptors(const dn_fmap *s8, const dn_fmap *s16, float *out, dn_e
  * budget and goes through blocked sgemm like brute force. Results are exact either way
  * (the bounds keep a relative slack far above float rounding). */
 
-#define DN_BANK_PCS 16     /* principal directions in the embedding */
+#define DN_BANK_PCS 32     /* principal directions in the embedding */
 #define DN_BANK_LEAF 128   /* entries per leaf, at most */
 #define DN_LB_SLACK 1e-4f  /* relative slack on bounds (float rounding is ~1e-6) */
 
@@ -564,17 +564,32 @@ int dn_bank_from(dn_bank *b, const float *x, int n, int dim, dn_error *err)
 
 /* ---- queries ---- */
 
+/* One query's search state. */
+typedef struct dn_query {
+    const float *q, *eq;
+    float eqn;   /* (1 - slack) ||e(q)||^2 */
+    float slack; /* absolute slack on its box bounds */
+    float ub2;   /* exact squared distance of the best entry so far */
+    int best;
+    long evals;
+} dn_query;
+
+static int leaves_padded(const struct dn_bank_index *ix)
+{
+    return (ix->nleaves + V16 - 1) / V16 * V16;
+}
+
 /* Scratch of one call, carved from one block (see dn_bank_scratch_bytes). */
 typedef struct dn_nn_scratch {
     float *qc;    /* qb x dim: centred queries, then residuals */
     float *eq;    /* qb x edim: their embeddings */
-    float *eqn;   /* qb: (1 - slack) ||e(q)||^2 */
+    struct dn_query *qs; /* qb: their search states */
     float *lb;    /* one leaf's bounds */
-    float *bx;    /* nleaves rounded up to 16: box bounds of one query */
+    float *bx;    /* qb x nleaves rounded up to 16: box bounds */
     int *dense;   /* qb: queries left to brute force */
-    float *dq;    /* qb x dim: those queries gathered */
-    float *c;     /* qb x DN_BANK_BLOCK: their sgemm block */
-    float *dmin;  /* qb: their best expanded distance so far */
+    float *dq;    /* DN_BANK_DENSE_ROWS x dim: some of those, gathered */
+    float *c;     /* DN_BANK_DENSE_ROWS x DN_BANK_BLOCK: their sgemm block */
+    float *dmin;  /* DN_BANK_DENSE_ROWS: their best expanded distance so far */
     int *best;    /* qb: nearest rows when the caller wants no index */
 } dn_nn_scratch;
 
@@ -593,16 +608,16 @@ static size_t scratch_layout(const dn_bank *b, int qb, void *base, dn_nn_scratch
     size_t sizes[] = {
         (size_t)qb * b->dim * sizeof(float),
         (size_t)qb * ix->edim * sizeof(float),
-        (size_t)qb * sizeof(float),
+        (size_t)qb * sizeof(struct dn_query),
         (size_t)DN_BANK_LEAF * sizeof(float),
-        (size_t)(ix->nleaves + V16 - 1) / V16 * V16 * sizeof(float),
+        (size_t)qb * leaves_padded(ix) * sizeof(float),
         (size_t)qb * sizeof(int),
-        (size_t)qb * b->dim * sizeof(float),
-        (size_t)qb * DN_BANK_BLOCK * sizeof(float),
-        (size_t)qb * sizeof(float),
+        (size_t)DN_BANK_DENSE_ROWS * b->dim * sizeof(float),
+        (size_t)DN_BANK_DENSE_ROWS * DN_BANK_BLOCK * sizeof(float),
+        (size_t)DN_BANK_DENSE_ROWS * sizeof(float),
         (size_t)qb * sizeof(int),
     };
-    void **dst[] = {(void **)&s->qc, (void **)&s->eq,    (void **)&s->eqn,
+    void **dst[] = {(void **)&s->qc, (void **)&s->eq,    (void **)&s->qs,
                     (void **)&s->lb, (void **)&s->bx,    (void **)&s->dense,
                     (void **)&s->dq, (void **)&s->c,     (void **)&s->dmin,
                     (void **)&s->best};
@@ -640,22 +655,28 @@ static void box_bounds(const struct dn_bank_index *ix, const float *eq, float *b
     }
 }
 
-/* Index of the smallest of bx[0..n) (n padded to 16 with +inf). */
+/* Index of the smallest of bx[0..n) (n a multiple of 16; the first on ties). */
 DN_VECTOR_CLONES
 static int min_index(const float *bx, int n)
 {
     dn_v16 mn = v16_set(INFINITY);
-    for (int i = 0; i < n; i += V16)
-        mn = v16_min(mn, v16_load(bx + i));
-    float m = v16_hmin(mn);
-    int at = 0;
-    while (at < n - 1 && bx[at] != m)
-        at++;
-    return at;
+    dn_m16 at = {0}, lane = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
+    for (int i = 0; i < n; i += V16) {
+        dn_v16 v = v16_load(bx + i);
+        dn_m16 lt = v < mn;
+        at = (at & ~lt) | ((lane + i) & lt);
+        mn = v16_min(mn, v);
+    }
+    int best = at[0];
+    for (int t = 1; t < V16; t++)
+        if (mn[t] < bx[best] || (mn[t] == bx[best] && at[t] < best))
+            best = at[t];
+    return best;
 }
 
 /* Squared lower bounds (minus slack) of one query against the entries of a leaf, into
- * lb (lane order); returns the smallest. */
+ * lb (lane order); returns the smallest. Four partial sums per panel: one running sum
+ * would chain edim dependent additions. */
 DN_VECTOR_CLONES
 static float leaf_bounds(const struct dn_bank_index *ix, const dn_leaf *lf, const float *eq,
                          float eqn, float *lb)
@@ -664,23 +685,23 @@ static float leaf_bounds(const struct dn_bank_index *ix, const dn_leaf *lf, cons
     dn_v16 mn = v16_set(INFINITY);
     for (int p = 0; p < lf->npanels; p++) {
         const float *pan = ix->pan + (size_t)(lf->panel + p) * edim * V16;
-        dn_v16 acc = {0};
-        for (int k = 0; k < edim; k++)
-            acc += v16_load(pan + k * V16) * eq[k];
-        dn_v16 v = v16_load(ix->pesq + (size_t)(lf->panel + p) * V16) + eqn - (acc + acc);
+        dn_v16 a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
+        int k = 0;
+        for (; k + 4 <= edim; k += 4) {
+            a0 += v16_load(pan + k * V16) * eq[k];
+            a1 += v16_load(pan + (k + 1) * V16) * eq[k + 1];
+            a2 += v16_load(pan + (k + 2) * V16) * eq[k + 2];
+            a3 += v16_load(pan + (k + 3) * V16) * eq[k + 3];
+        }
+        for (; k < edim; k++)
+            a0 += v16_load(pan + k * V16) * eq[k];
+        dn_v16 dot = (a0 + a1) + (a2 + a3);
+        dn_v16 v = v16_load(ix->pesq + (size_t)(lf->panel + p) * V16) + eqn - (dot + dot);
         v16_store(lb + p * V16, v);
         mn = v16_min(mn, v);
     }
     return v16_hmin(mn);
 }
-
-/* One query's search state. */
-typedef struct dn_query {
-    const float *q, *eq;
-    float eqn, ub2; /* ub2: exact squared distance of the best entry so far */
-    int best;
-    long evals, budget;
-} dn_query;
 
 DN_VECTOR_CLONES
 static float exact_sqdist(const float *a, const float *b, int d)
@@ -717,23 +738,10 @@ static void search_leaf(const dn_bank *b, int l, dn_query *s, float *lb)
             try_entry(b, s, rows[t]);
 }
 
-/* Pruned search of one query, leaves in increasing order of their box bound until
- * the next one cannot beat the best distance; 0 when done, -1 when it ran out of
- * budget. */
-static int search_query(const dn_bank *b, dn_query *s, const dn_nn_scratch *sc)
+/* Whether leaf l, at squared box bound bx, might hold something nearer than the best. */
+static int worth_visiting(const dn_query *s, float bx)
 {
-    const struct dn_bank_index *ix = b->ix;
-    int nl = (ix->nleaves + V16 - 1) / V16 * V16;
-    float slack = DN_LB_SLACK * (s->eqn + ix->esq_max);
-    box_bounds(ix, s->eq, sc->bx);
-    while (s->evals <= s->budget) {
-        int l = min_index(sc->bx, nl);
-        if (!(sc->bx[l] * (1.0f - DN_LB_SLACK) - slack < s->ub2))
-            return 0;
-        sc->bx[l] = INFINITY;
-        search_leaf(b, l, s, sc->lb);
-    }
-    return -1;
+    return bx * (1.0f - DN_LB_SLACK) - s->slack < s->ub2;
 }
 
 /* Index of the smallest xn[j] + c[j] (the expanded squared distance minus ||q||^2). */
@@ -754,15 +762,15 @@ static int row_argmin(const float *c, const float *xn, int nb, float *minv)
     return at;
 }
 
-/* Brute force for the queries the bounds could not prune: sgemm over blocks of the
- * bank (so the product block stays DN_BANK_QUERY_BLOCK x DN_BANK_BLOCK floats), then
- * the winner's exact distance. */
-static void nearest_dense(const dn_bank *b, const float *q, const dn_nn_scratch *sc, int nd,
-                          float *dist2, int *index)
+/* Brute force for nd <= DN_BANK_DENSE_ROWS queries the bounds could not prune (rows
+ * rows[] of q): sgemm against blocks of DN_BANK_BLOCK bank entries, then the winner's
+ * exact distance. */
+static void nearest_dense(const dn_bank *b, const float *q, const int *rows, int nd,
+                          const dn_nn_scratch *sc, float *dist2, int *index)
 {
     int dim = b->dim;
     for (int i = 0; i < nd; i++) {
-        memcpy(sc->dq + (size_t)i * dim, q + (size_t)sc->dense[i] * dim, (size_t)dim * sizeof *q);
+        memcpy(sc->dq + (size_t)i * dim, q + (size_t)rows[i] * dim, (size_t)dim * sizeof *q);
         sc->dmin[i] = INFINITY;
     }
     for (int j0 = 0; j0 < b->n; j0 += DN_BANK_BLOCK) {
@@ -774,37 +782,59 @@ static void nearest_dense(const dn_bank *b, const float *q, const dn_nn_scratch 
             int j = row_argmin(sc->c + (size_t)i * nb, b->sqnorm + j0, nb, &m);
             if (m < sc->dmin[i]) {
                 sc->dmin[i] = m;
-                index[sc->dense[i]] = j0 + j;
+                index[rows[i]] = j0 + j;
             }
         }
     }
-    for (int i = 0; i < nd; i++) {
-        int qi = sc->dense[i];
-        dist2[qi] = exact_sqdist(q + (size_t)qi * dim, b->x + (size_t)index[qi] * dim, dim);
-    }
+    for (int i = 0; i < nd; i++)
+        dist2[rows[i]] = exact_sqdist(q + (size_t)rows[i] * dim,
+                                      b->x + (size_t)index[rows[i]] * dim, dim);
 }
 
-/* One block of at most DN_BANK_QUERY_BLOCK queries; dist gets squared distances. */
+/* One block of at most DN_BANK_QUERY_BLOCK queries; dist gets squared distances.
+ * Each query first searches the leaf whose box is nearest, which usually finds its
+ * neighbour or one close to it; then the leaves are taken in turn, each by every query
+ * it can still help, so that a leaf's panels are read into cache once per block rather
+ * than once per query. */
 static void nearest_block(const dn_bank *b, const float *q, int nq, float *dist2, int *index,
                           const dn_nn_scratch *sc)
 {
     const struct dn_bank_index *ix = b->ix;
-    int dim = b->dim, nd = 0;
+    int dim = b->dim, nd = 0, nlp = leaves_padded(ix);
     centre(q, ix->mean, nq, dim, sc->qc);
     embed(ix, sc->qc, nq, dim, sc->eq);
     /* Past this many exact distances pruning costs more than the sgemm would. */
-    long budget = b->n / 16 + DN_BANK_LEAF;
+    long budget = b->n / 64 + DN_BANK_LEAF;
     for (int i = 0; i < nq; i++) {
-        const float *eq = sc->eq + (size_t)i * ix->edim;
-        dn_query s = {q + (size_t)i * dim, eq, (1.0f - DN_LB_SLACK) * sqnorm(eq, ix->edim),
-                      INFINITY, 0, 0, budget};
-        if (search_query(b, &s, sc))
-            sc->dense[nd++] = i;
-        dist2[i] = s.ub2;
-        index[i] = s.best;
+        dn_query *s = &sc->qs[i];
+        float *bx = sc->bx + (size_t)i * nlp;
+        s->q = q + (size_t)i * dim;
+        s->eq = sc->eq + (size_t)i * ix->edim;
+        s->eqn = (1.0f - DN_LB_SLACK) * sqnorm(s->eq, ix->edim);
+        s->slack = DN_LB_SLACK * (s->eqn + ix->esq_max);
+        s->ub2 = INFINITY;
+        s->best = 0;
+        s->evals = 0;
+        box_bounds(ix, s->eq, bx);
+        int first = min_index(bx, nlp);
+        bx[first] = INFINITY;
+        search_leaf(b, first, s, sc->lb);
     }
-    if (nd)
-        nearest_dense(b, q, sc, nd, dist2, index);
+    for (int l = 0; l < ix->nleaves; l++)
+        for (int i = 0; i < nq; i++) {
+            dn_query *s = &sc->qs[i];
+            if (s->evals <= budget && worth_visiting(s, sc->bx[(size_t)i * nlp + l]))
+                search_leaf(b, l, s, sc->lb);
+        }
+    for (int i = 0; i < nq; i++) {
+        if (sc->qs[i].evals > budget)
+            sc->dense[nd++] = i;
+        dist2[i] = sc->qs[i].ub2;
+        index[i] = sc->qs[i].best;
+    }
+    for (int i = 0; i < nd; i += DN_BANK_DENSE_ROWS)
+        nearest_dense(b, q, sc->dense + i, nd - i < DN_BANK_DENSE_ROWS ? nd - i : DN_BANK_DENSE_ROWS,
+                      sc, dist2, index);
 }
 
 int dn_bank_nearest_scratch(const dn_bank *b, const float *q, int nq, float *dist, int *index,
@@ -847,33 +877,73 @@ int dn_bank_nearest(const dn_bank *b, const float *q, int nq, float *dist, int *
  * centre (a cluster; its radius is its largest distance), and by the triangle
  * inequality a new centre c can take a member p of cluster a only if
  * d(c, c_a) < 2 d(p, c_a): a cluster with d(c, c_a) >= 2 radius_a is skipped whole,
- * and inside the others so is every member that fails the test. The selection is
- * exactly the textbook one (ties aside); once clusters are small a new centre only
- * visits its neighbours. The next centre is the farthest member of the cluster of
- * largest radius. */
+ * and as members are kept sorted by decreasing distance, a scan stops at the first one
+ * that fails the test. The selection is exactly the textbook one (ties go to the
+ * lowest candidate row); once clusters are small a new centre only visits its
+ * neighbours. The next centre is the first member of the cluster of largest radius.
+ *
+ * What remains is memory-bound (the rows of the scanned members), so the rows are
+ * stored as bfloat16 (half the traffic; 250000 x 32 fits in L3) and renumbered in
+ * cluster order now and then, so that a scan reads consecutive rows. */
+
+/* bfloat16, the top half of a float rounded to nearest even: ~0.4% of each coordinate,
+ * well below what the random projection already changes. Distances between rounded
+ * points are still Euclidean, so the pruning stays exact for them. */
+static uint16_t bf16_round(float x)
+{
+    uint32_t u;
+    memcpy(&u, &x, sizeof u);
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return (uint16_t)(u >> 16);
+}
+
+static float bf16_float(uint16_t h)
+{
+    uint32_t u = (uint32_t)h << 16;
+    float x;
+    memcpy(&x, &u, sizeof x);
+    return x;
+}
+
+typedef uint16_t dn_h16 __attribute__((vector_size(32), aligned(2)));
+typedef uint32_t dn_w16 __attribute__((vector_size(64), aligned(4)));
+
+/* ||a - b||^2 for a bf16 row a and a float row b, d a multiple of 16. */
+DN_INLINE float sqdist_bf16(const uint16_t *a, const float *b, int d)
+{
+    dn_v16 acc = {0};
+    for (int i = 0; i < d; i += V16) {
+        dn_h16 h;
+        memcpy(&h, a + i, sizeof h);
+        dn_w16 w = __builtin_convertvector(h, dn_w16) << 16;
+        dn_v16 t = (dn_v16)w - v16_load(b + i);
+        acc += t * t;
+    }
+    return v16_sum(acc);
+}
 
 typedef struct dn_kcenter {
-    float *p;        /* n rows of ps floats (ps % 16 == 0): the candidates as measured */
+    uint16_t *p;     /* n rows of ps bf16 (ps % 16 == 0): the candidates as measured */
     size_t ps;
     int n, k;        /* candidates, centres so far */
+    int repack_at;   /* k of the next renumbering */
     int *orig;       /* n: the caller's row of each row of p */
     int *srow;       /* cap slots: a row of p, one segment per cluster, in cluster order */
     float *smind;    /* cap slots: its squared distance to its cluster's centre */
     size_t cap, top; /* slots, and the first free one */
     size_t *seg;     /* per cluster: its first slot */
     int *len;        /* per cluster: its slots */
-    float *rad;      /* per cluster: largest distance of a member */
-    int *far;        /* per cluster: that member's row */
+    float *rad;      /* per cluster: largest distance of a member (its first) */
     float *cen;      /* per centre: its ps floats */
     float *dcc;      /* per centre: squared distance to the newest centre */
     int *chosen;     /* per centre: the caller's row */
-    int *inv;        /* n: repacking work */
+    int *inv;        /* n: renumbering work */
+    uint16_t *spare; /* ps: renumbering work */
     dn_keyed *tmp;   /* n: sorting work */
 } dn_kcenter;
 
 /* Moves the members of cluster a nearer to the newest centre into its segment; the
- * others close ranks. Members are sorted by decreasing distance, so the first one too
- * close to its centre to move ends the scan, and the first one left is the farthest. */
+ * others close ranks. */
 DN_VECTOR_CLONES
 static void kc_scan(dn_kcenter *kc, int a)
 {
@@ -882,7 +952,10 @@ static void kc_scan(dn_kcenter *kc, int a)
     float *mind = kc->smind + kc->seg[a], dcc = kc->dcc[a];
     for (; i < len && 4.0f * mind[i] > dcc; i++) {
         int p = row[i];
-        float d = sqdist(kc->p + (size_t)p * kc->ps, c, (int)kc->ps);
+        /* Rows are only roughly consecutive: fetch a few members ahead. */
+        if (i + 8 < len)
+            __builtin_prefetch(kc->p + (size_t)row[i + 8] * kc->ps);
+        float d = sqdist_bf16(kc->p + (size_t)p * kc->ps, c, (int)kc->ps);
         if (d < mind[i]) {
             kc->srow[kc->top] = p;
             kc->smind[kc->top++] = d;
@@ -897,11 +970,9 @@ static void kc_scan(dn_kcenter *kc, int a)
     }
     kc->len[a] = stay + len - i;
     kc->rad[a] = kc->len[a] ? mind[0] : 0;
-    kc->far[a] = kc->len[a] ? row[0] : -1;
 }
 
-/* Sorts the members of cluster a by decreasing distance (then row, to be
- * deterministic): its radius and farthest member are then its first. */
+/* Sorts the members of cluster a by decreasing distance, then candidate row. */
 static void kc_sort(dn_kcenter *kc, int a)
 {
     int *row = kc->srow + kc->seg[a], len = kc->len[a];
@@ -914,7 +985,6 @@ static void kc_sort(dn_kcenter *kc, int a)
         row[i] = kc->tmp[i].row;
     }
     kc->rad[a] = len ? mind[0] : 0;
-    kc->far[a] = len ? row[0] : -1;
 }
 
 /* dcc[a] for every earlier centre a. */
@@ -928,11 +998,11 @@ static void kc_centre_dists(dn_kcenter *kc)
 
 /* Squeezes the holes left by members that moved out of the slots (the segments lie in
  * cluster order, so moving each down in that order overwrites nothing live), then
- * renumbers the rows of p in slot order, so that the scan of a cluster reads p
- * sequentially instead of gathering rows from all over it. */
+ * renumbers the rows of p in slot order. Row order only breaks ties of the sort, and
+ * those go by candidate row, so renumbering never changes the selection. */
 static void kc_repack(dn_kcenter *kc)
 {
-    size_t at = 0;
+    size_t at = 0, rowb = kc->ps * sizeof *kc->p;
     for (int a = 0; a < kc->k; a++) {
         memmove(kc->srow + at, kc->srow + kc->seg[a], (size_t)kc->len[a] * sizeof *kc->srow);
         memmove(kc->smind + at, kc->smind + kc->seg[a], (size_t)kc->len[a] * sizeof *kc->smind);
@@ -942,37 +1012,34 @@ static void kc_repack(dn_kcenter *kc)
     kc->top = at;
     int n = kc->n, *src = kc->srow; /* row i of the new p is row src[i] of the old one */
     for (int i = 0; i < n; i++)
-        kc->inv[src[i]] = i;
-    for (int a = 0; a < kc->k; a++)
-        kc->far[a] = kc->far[a] < 0 ? -1 : kc->inv[kc->far[a]];
+        kc->inv[i] = 0;
     /* Gather by cycles, in place: each row is read before it is overwritten. */
-    float *tmp = kc->cen + (size_t)kc->k * kc->ps; /* the next centre's row: free yet */
     for (int i = 0; i < n; i++) {
-        if (kc->inv[i] < 0)
+        if (kc->inv[i])
             continue;
         int o = kc->orig[i], j = i;
-        memcpy(tmp, kc->p + (size_t)i * kc->ps, kc->ps * sizeof *tmp);
+        memcpy(kc->spare, kc->p + (size_t)i * kc->ps, rowb);
         while (src[j] != i) {
-            memcpy(kc->p + (size_t)j * kc->ps, kc->p + (size_t)src[j] * kc->ps,
-                   kc->ps * sizeof *tmp);
+            memcpy(kc->p + (size_t)j * kc->ps, kc->p + (size_t)src[j] * kc->ps, rowb);
             kc->orig[j] = kc->orig[src[j]];
-            kc->inv[j] = -1;
+            kc->inv[j] = 1;
             j = src[j];
         }
-        memcpy(kc->p + (size_t)j * kc->ps, tmp, kc->ps * sizeof *tmp);
+        memcpy(kc->p + (size_t)j * kc->ps, kc->spare, rowb);
         kc->orig[j] = o;
-        kc->inv[j] = -1;
+        kc->inv[j] = 1;
     }
     for (int i = 0; i < n; i++)
         src[i] = i;
 }
 
-/* Opens cluster kc->k around row, with no members yet (kc_sort settles it). */
+/* Makes row the centre of a new cluster kc->k, with no members yet. */
 static void kc_open(dn_kcenter *kc, int row)
 {
     int k = kc->k;
     kc->chosen[k] = kc->orig[row];
-    memcpy(kc->cen + (size_t)k * kc->ps, kc->p + (size_t)row * kc->ps, kc->ps * sizeof *kc->cen);
+    for (size_t t = 0; t < kc->ps; t++)
+        kc->cen[(size_t)k * kc->ps + t] = bf16_float(kc->p[(size_t)row * kc->ps + t]);
     kc->seg[k] = kc->top;
 }
 
@@ -984,11 +1051,15 @@ static int kc_add(dn_kcenter *kc)
         a = kc->rad[i] > kc->rad[a] ? i : a;
     if (!(kc->rad[a] > 0))
         return 0;
-    /* Repack when the slots might not hold this round's moves, and as clusters shrink
-     * (k a power of two) so that they stay contiguous in p. */
-    if (kc->cap - kc->top < (size_t)kc->n || (k >= 64 && !(k & (k - 1))))
+    int far = kc->srow[kc->seg[a]];
+    /* Renumber when the slots might not hold this round's moves, and every 1/16 growth
+     * of k (about 90 times for 16384 centres) to keep clusters in consecutive rows. */
+    if (kc->cap - kc->top < (size_t)kc->n || k >= kc->repack_at) {
         kc_repack(kc);
-    kc_open(kc, kc->far[a]);
+        far = kc->srow[kc->seg[a]];
+        kc->repack_at = k + k / 16;
+    }
+    kc_open(kc, far);
     kc_centre_dists(kc);
     for (int i = 0; i < k; i++)
         if (kc->dcc[i] < 4.0f * kc->rad[i])
@@ -1005,12 +1076,13 @@ static void kc_first(dn_kcenter *kc, int row)
     kc_open(kc, row);
     for (int i = 0; i < kc->n; i++) {
         kc->srow[i] = i;
-        kc->smind[i] = sqdist(kc->p + (size_t)i * kc->ps, kc->cen, (int)kc->ps);
+        kc->smind[i] = sqdist_bf16(kc->p + (size_t)i * kc->ps, kc->cen, (int)kc->ps);
     }
     kc->len[0] = kc->n;
     kc->top = (size_t)kc->n;
     kc_sort(kc, 0);
     kc->k = 1;
+    kc->repack_at = 64;
 }
 
 static void kc_free(dn_kcenter *kc)
@@ -1022,11 +1094,11 @@ static void kc_free(dn_kcenter *kc)
     free(kc->seg);
     free(kc->len);
     free(kc->rad);
-    free(kc->far);
     free(kc->cen);
     free(kc->dcc);
     free(kc->chosen);
     free(kc->inv);
+    free(kc->spare);
     free(kc->tmp);
 }
 
@@ -1036,17 +1108,17 @@ static int kc_alloc(dn_kcenter *kc, int m)
     kc->orig = dn_alloc((size_t)kc->n, sizeof *kc->orig);
     kc->srow = dn_alloc(kc->cap, sizeof *kc->srow);
     kc->smind = dn_alloc(kc->cap, sizeof *kc->smind);
-    kc->inv = dn_alloc((size_t)kc->n, sizeof *kc->inv);
-    kc->tmp = dn_alloc((size_t)kc->n, sizeof *kc->tmp);
     kc->seg = dn_alloc((size_t)m, sizeof *kc->seg);
     kc->len = dn_alloc((size_t)m, sizeof *kc->len);
     kc->rad = dn_alloc((size_t)m, sizeof *kc->rad);
-    kc->far = dn_alloc((size_t)m, sizeof *kc->far);
     kc->cen = dn_alloc((size_t)m * kc->ps, sizeof *kc->cen);
     kc->dcc = dn_alloc((size_t)m, sizeof *kc->dcc);
     kc->chosen = dn_alloc((size_t)m, sizeof *kc->chosen);
-    if (!kc->orig || !kc->tmp || !kc->srow || !kc->smind || !kc->inv || !kc->seg || !kc->len || !kc->rad ||
-        !kc->far || !kc->cen || !kc->dcc || !kc->chosen)
+    kc->inv = dn_alloc((size_t)kc->n, sizeof *kc->inv);
+    kc->spare = dn_alloc(kc->ps, sizeof *kc->spare);
+    kc->tmp = dn_alloc((size_t)kc->n, sizeof *kc->tmp);
+    if (!kc->orig || !kc->srow || !kc->smind || !kc->seg || !kc->len || !kc->rad || !kc->cen ||
+        !kc->dcc || !kc->chosen || !kc->inv || !kc->spare || !kc->tmp)
         return DN_ENOMEM;
     for (int i = 0; i < kc->n; i++)
         kc->orig[i] = i;
@@ -1060,31 +1132,50 @@ static float gaussian(uint64_t *s)
     return (float)(sqrt(-2.0 * log(u)) * cos(6.283185307179586 * v));
 }
 
-/* The candidates as the selection measures them, in rows of ps floats (a multiple of
- * 16, zero-padded): projected on proj_dim Gaussian directions (scaled 1/sqrt(proj_dim),
- * so distances keep their size) or copied. A copy either way: the selection reorders
- * its rows. */
-static float *selection_space(const float *x, int n, int dim, int proj_dim, uint64_t *s,
-                              size_t *ps)
+/* Rows projected through r (dim x d) a block at a time, so the float product stays
+ * small, and rounded into p (rows of ps). */
+static int project_bf16(const float *x, int n, int dim, const float *r, int d, uint16_t *p,
+                        size_t ps)
+{
+    enum { ROWS = 1024 };
+    float *buf = dn_alloc((size_t)ROWS * d, sizeof *buf);
+    if (!buf)
+        return DN_ENOMEM;
+    for (int i0 = 0; i0 < n; i0 += ROWS) {
+        int m = n - i0 < ROWS ? n - i0 : ROWS;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, d, dim, 1.0f,
+                    x + (size_t)i0 * dim, dim, r, d, 0.0f, buf, d);
+        for (int i = 0; i < m; i++)
+            for (int t = 0; t < d; t++)
+                p[(size_t)(i0 + i) * ps + t] = bf16_round(buf[(size_t)i * d + t]);
+    }
+    free(buf);
+    return DN_OK;
+}
+
+/* The candidates as the selection measures them, in zero-padded bf16 rows of ps (a
+ * multiple of 16): projected on proj_dim Gaussian directions (scaled 1/sqrt(proj_dim),
+ * so that distances keep their size) when 0 < proj_dim < dim, else as they are. */
+static uint16_t *selection_space(const float *x, int n, int dim, int proj_dim, uint64_t *s,
+                                 size_t *ps)
 {
     int d = proj_dim > 0 && proj_dim < dim ? proj_dim : dim;
     *ps = ((size_t)d + V16 - 1) / V16 * V16;
-    float *p = calloc((size_t)n * *ps, sizeof *p);
+    uint16_t *p = calloc((size_t)n * *ps, sizeof *p);
     if (!p || d == dim) {
-        for (int i = 0; p && i < n; i++)
-            memcpy(p + (size_t)i * *ps, x + (size_t)i * dim, (size_t)dim * sizeof *p);
+        for (size_t i = 0; p && i < (size_t)n; i++)
+            for (int t = 0; t < dim; t++)
+                p[i * *ps + t] = bf16_round(x[i * dim + t]);
         return p;
     }
     float *r = dn_alloc((size_t)dim * d, sizeof *r);
-    if (!r) {
-        free(p);
-        return NULL;
-    }
     float scale = 1.0f / sqrtf((float)d);
-    for (size_t i = 0; i < (size_t)dim * d; i++)
+    for (size_t i = 0; r && i < (size_t)dim * d; i++)
         r[i] = gaussian(s) * scale;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, d, dim, 1.0f, x, dim, r, d, 0.0f, p,
-                (int)*ps);
+    if (!r || project_bf16(x, n, dim, r, d, p, *ps)) {
+        free(p);
+        p = NULL;
+    }
     free(r);
     return p;
 }

@@ -34,9 +34,11 @@ typedef struct dn_bank {
     struct dn_bank_index *ix; /* search structure derived from x (dn_normality.c), owned */
 } dn_bank;
 
-/* dn_bank_nearest works on blocks of this many queries, and brute-forces the queries
- * its bounds cannot prune against blocks of this many bank entries. */
-#define DN_BANK_QUERY_BLOCK 256
+/* dn_bank_nearest searches blocks of DN_BANK_QUERY_BLOCK queries, and brute-forces the
+ * few its bounds cannot prune DN_BANK_DENSE_ROWS at a time against blocks of
+ * DN_BANK_BLOCK bank entries. */
+#define DN_BANK_QUERY_BLOCK 1024
+#define DN_BANK_DENSE_ROWS 64
 #define DN_BANK_BLOCK 1024
 
 void dn_bank_init(dn_bank *b);

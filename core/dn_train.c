@@ -13,7 +13,7 @@ void dn_train_opts_default(dn_train_opts *o)
 {
     memset(o, 0, sizeof *o);
     o->type = DN_HEAD_FUSION;
-    o->size = 448;
+    o->size = 224;
     o->seed = 1;
     o->holdout = 0.2f;
     o->bank_max = 16384;

@@ -28,7 +28,7 @@ typedef struct dn_train_set {
 
 typedef struct dn_train_opts {
     dn_head_type type;
-    int size;            /* input size the features were taken at */
+    int size;            /* input size the features were taken at (224: see README) */
     uint64_t seed;
     float holdout;       /* share of normals held out for calibration (0.2) */
     int bank_max;        /* coreset size (16384) */
