@@ -210,14 +210,21 @@ int dn_patch_descriptors(const dn_fmap *s8, const dn_fmap *s16, float *out, dn_e
  * with B orthonormal rows along the bank's principal directions and v~ = v - mean,
  *     e(v) = [B v~, ||v~ - B'B v~||]   satisfies   ||e(q) - e(x)|| <= ||q - x||
  * (Pythagoras on the subspace and its complement, then the reverse triangle inequality
- * on the complement). The bank is split into leaves of nearby entries (a k-d tree on
- * the embedding), each with its bounding box there. A query visits the leaf whose box
- * is nearest first, evaluating exact distances in increasing bound order only where
- * the bound beats the best distance so far; then any other leaf whose box bound still
- * beats it. Normal patches, close to the bank, touch a few leaves; a query the bounds
- * cannot prune (far from everything, uniform random data) stops after an evaluation
- * budget and goes through blocked sgemm like brute force. Results are exact either way
- * (the bounds keep a relative slack far above float rounding). */
+ * on the complement), and with 32 directions it is tight on patch features. The bank
+ * is split into leaves of nearby entries (a k-d tree on the embedding), each with its
+ * bounding box there, which bounds all its entries at once.
+ *
+ * A query first searches the leaf whose box is nearest: bounds of its entries (a
+ * 33-float dot product each, 16 entries per vector), then exact distances where the
+ * bound beats the best so far. That usually finds the neighbour or one close to it.
+ * Then any other leaf whose box bound still beats the best is searched the same way,
+ * leaf by leaf across a block of queries so that a leaf's panels are read into cache
+ * once per block. Normal patches touch a few leaves; a query the bounds cannot prune
+ * (far from everything, uniform random data) stops after an evaluation budget and is
+ * brute-forced with sgemm. Results are exact either way: the bounds keep a relative
+ * slack far above float rounding, and distances are computed directly as
+ * sum (q - x)^2, without the cancellation of ||q||^2 - 2 q.x + ||x||^2 (which only
+ * picks the winner of a brute-forced query; its distance is then recomputed). */
 
 #define DN_BANK_PCS 32     /* principal directions in the embedding */
 #define DN_BANK_LEAF 128   /* entries per leaf, at most */
@@ -480,39 +487,40 @@ static int layout_leaves(struct dn_bank_index *ix, const float *e, const int *ro
     return DN_OK;
 }
 
+/* Mean of the rows, summed in double: a bank can hold 10^5 of them. */
+static int bank_mean(const float *x, int n, int dim, float *mean)
+{
+    double *acc = calloc((size_t)dim, sizeof *acc);
+    if (!acc)
+        return DN_ENOMEM;
+    for (int i = 0; i < n; i++)
+        for (int t = 0; t < dim; t++)
+            acc[t] += x[(size_t)i * dim + t];
+    for (int t = 0; t < dim; t++)
+        mean[t] = (float)(acc[t] / n);
+    free(acc);
+    return DN_OK;
+}
+
 /* Derives the search structure of a bank whose x, n and dim are set. */
 static int index_build(dn_bank *b)
 {
-    int n = b->n, dim = b->dim;
+    int n = b->n, dim = b->dim, pcs = dim < DN_BANK_PCS ? dim : DN_BANK_PCS, rc = DN_ENOMEM;
     struct dn_bank_index *ix = calloc(1, sizeof *ix);
-    float *xc = dn_alloc((size_t)n * dim, sizeof *xc);
+    float *xc = dn_alloc((size_t)n * dim, sizeof *xc), *e = dn_alloc((size_t)n * (pcs + 1), sizeof *e);
     int *rows = dn_alloc((size_t)n, sizeof *rows), *sizes = dn_alloc((size_t)n, sizeof *sizes);
     dn_keyed *tmp = dn_alloc((size_t)n, sizeof *tmp);
-    int rc = DN_ENOMEM;
-    if (!ix || !xc || !rows || !sizes || !tmp)
-        goto done;
-    ix->pcs = dim < DN_BANK_PCS ? dim : DN_BANK_PCS;
-    ix->edim = ix->pcs + 1;
-    ix->mean = calloc((size_t)dim, sizeof *ix->mean);
-    ix->basis = dn_alloc((size_t)ix->pcs * dim, sizeof *ix->basis);
-    float *e = dn_alloc((size_t)n * ix->edim, sizeof *e);
-    if (!ix->mean || !ix->basis || !e) {
-        free(e);
-        goto done;
+    if (ix && xc && e && rows && sizes && tmp) {
+        ix->pcs = pcs;
+        ix->edim = pcs + 1;
+        ix->mean = dn_alloc((size_t)dim, sizeof *ix->mean);
+        ix->basis = dn_alloc((size_t)pcs * dim, sizeof *ix->basis);
+        rc = ix->mean && ix->basis ? bank_mean(b->x, n, dim, ix->mean) : DN_ENOMEM;
     }
-    double *acc = calloc((size_t)dim, sizeof *acc);
-    if (!acc) {
-        free(e);
-        goto done;
+    if (!rc) {
+        centre(b->x, ix->mean, n, dim, xc);
+        rc = principal_basis(xc, n, dim, pcs, ix->basis);
     }
-    for (int i = 0; i < n; i++)
-        for (int t = 0; t < dim; t++)
-            acc[t] += b->x[(size_t)i * dim + t];
-    for (int t = 0; t < dim; t++)
-        ix->mean[t] = (float)(acc[t] / n);
-    free(acc);
-    centre(b->x, ix->mean, n, dim, xc);
-    rc = principal_basis(xc, n, dim, ix->pcs, ix->basis);
     if (!rc) {
         embed(ix, xc, n, dim, e);
         for (int i = 0; i < n; i++)
@@ -520,9 +528,8 @@ static int index_build(dn_bank *b)
         kd_split(e, ix->edim, rows, n, tmp, sizes, &ix->nleaves);
         rc = layout_leaves(ix, e, rows, sizes);
     }
-    free(e);
-done:
     free(xc);
+    free(e);
     free(rows);
     free(sizes);
     free(tmp);
@@ -551,10 +558,21 @@ static int bank_adopt(dn_bank *b, float *x, int n, int dim, dn_error *err)
     return DN_OK;
 }
 
+/* A NaN or infinity would poison the principal directions and every bound. */
+static int all_finite(const float *x, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(x[i]))
+            return 0;
+    return 1;
+}
+
 int dn_bank_from(dn_bank *b, const float *x, int n, int dim, dn_error *err)
 {
     if (!b || !x || n < 1 || dim < 1)
         return dn_error_set(err, DN_EINVAL, "memory bank: bad arguments (n %d, dim %d)", n, dim);
+    if (!all_finite(x, (size_t)n * dim))
+        return dn_error_set(err, DN_EINVAL, "memory bank: a value is not a finite number");
     float *copy = dn_alloc((size_t)n * dim, sizeof *copy);
     if (!copy)
         return dn_error_set(err, DN_ENOMEM, "memory bank of %d x %d: out of memory", n, dim);
@@ -593,42 +611,31 @@ typedef struct dn_nn_scratch {
     int *best;    /* qb: nearest rows when the caller wants no index */
 } dn_nn_scratch;
 
-static size_t carve(char **at, size_t bytes)
+/* The next bytes (rounded up to 64) of the scratch at base, which may be NULL when
+ * only measuring. */
+static void *carve(char *base, size_t *at, size_t bytes)
 {
-    size_t rounded = (bytes + 63) & ~(size_t)63;
-    if (at)
-        *at += rounded;
-    return rounded;
+    void *p = base ? base + *at : NULL;
+    *at += (bytes + 63) & ~(size_t)63;
+    return p;
 }
 
-/* Lays out the scratch for blocks of qb queries at base (NULL: just measures it). */
-static size_t scratch_layout(const dn_bank *b, int qb, void *base, dn_nn_scratch *s)
+/* Lays out the scratch for blocks of qb queries at base; returns its size. */
+static size_t scratch_layout(const dn_bank *b, int qb, char *base, dn_nn_scratch *s)
 {
     const struct dn_bank_index *ix = b->ix;
-    size_t sizes[] = {
-        (size_t)qb * b->dim * sizeof(float),
-        (size_t)qb * ix->edim * sizeof(float),
-        (size_t)qb * sizeof(struct dn_query),
-        (size_t)DN_BANK_LEAF * sizeof(float),
-        (size_t)qb * leaves_padded(ix) * sizeof(float),
-        (size_t)qb * sizeof(int),
-        (size_t)DN_BANK_DENSE_ROWS * b->dim * sizeof(float),
-        (size_t)DN_BANK_DENSE_ROWS * DN_BANK_BLOCK * sizeof(float),
-        (size_t)DN_BANK_DENSE_ROWS * sizeof(float),
-        (size_t)qb * sizeof(int),
-    };
-    void **dst[] = {(void **)&s->qc, (void **)&s->eq,    (void **)&s->qs,
-                    (void **)&s->lb, (void **)&s->bx,    (void **)&s->dense,
-                    (void **)&s->dq, (void **)&s->c,     (void **)&s->dmin,
-                    (void **)&s->best};
-    char *at = base;
-    size_t total = 0;
-    for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) {
-        if (base)
-            *dst[i] = at;
-        total += carve(base ? &at : NULL, sizes[i]);
-    }
-    return total;
+    size_t at = 0, q = (size_t)qb, dim = (size_t)b->dim;
+    s->qc = carve(base, &at, q * dim * sizeof *s->qc);
+    s->eq = carve(base, &at, q * ix->edim * sizeof *s->eq);
+    s->qs = carve(base, &at, q * sizeof *s->qs);
+    s->lb = carve(base, &at, DN_BANK_LEAF * sizeof *s->lb);
+    s->bx = carve(base, &at, q * leaves_padded(ix) * sizeof *s->bx);
+    s->dense = carve(base, &at, q * sizeof *s->dense);
+    s->best = carve(base, &at, q * sizeof *s->best);
+    s->dq = carve(base, &at, DN_BANK_DENSE_ROWS * dim * sizeof *s->dq);
+    s->c = carve(base, &at, (size_t)DN_BANK_DENSE_ROWS * DN_BANK_BLOCK * sizeof *s->c);
+    s->dmin = carve(base, &at, DN_BANK_DENSE_ROWS * sizeof *s->dmin);
+    return at;
 }
 
 size_t dn_bank_scratch_bytes(const dn_bank *b, int nq)
@@ -756,7 +763,7 @@ static int row_argmin(const float *c, const float *xn, int nb, float *minv)
     for (; j < nb; j++)
         m = xn[j] + c[j] < m ? xn[j] + c[j] : m;
     int at = 0;
-    while (xn[at] + c[at] != m)
+    while (at < nb - 1 && xn[at] + c[at] != m)
         at++;
     *minv = m;
     return at;
@@ -804,7 +811,7 @@ static void nearest_block(const dn_bank *b, const float *q, int nq, float *dist2
     centre(q, ix->mean, nq, dim, sc->qc);
     embed(ix, sc->qc, nq, dim, sc->eq);
     /* Past this many exact distances pruning costs more than the sgemm would. */
-    long budget = b->n / 64 + DN_BANK_LEAF;
+    long budget = b->n / 32 + DN_BANK_LEAF;
     for (int i = 0; i < nq; i++) {
         dn_query *s = &sc->qs[i];
         float *bx = sc->bx + (size_t)i * nlp;
@@ -851,8 +858,9 @@ int dn_bank_nearest_scratch(const dn_bank *b, const float *q, int nq, float *dis
         int n = nq - i0 < DN_BANK_QUERY_BLOCK ? nq - i0 : DN_BANK_QUERY_BLOCK;
         nearest_block(b, q + (size_t)i0 * b->dim, n, dist + i0, index ? index + i0 : sc.best, &sc);
     }
+    /* Sums of squares: no negative rounding residue to clamp. */
     for (int i = 0; i < nq; i++)
-        dist[i] = sqrtf(dist[i] > 0 ? dist[i] : 0);
+        dist[i] = sqrtf(dist[i]);
     return DN_OK;
 }
 
@@ -878,9 +886,10 @@ int dn_bank_nearest(const dn_bank *b, const float *q, int nq, float *dist, int *
  * inequality a new centre c can take a member p of cluster a only if
  * d(c, c_a) < 2 d(p, c_a): a cluster with d(c, c_a) >= 2 radius_a is skipped whole,
  * and as members are kept sorted by decreasing distance, a scan stops at the first one
- * that fails the test. The selection is exactly the textbook one (ties go to the
- * lowest candidate row); once clusters are small a new centre only visits its
- * neighbours. The next centre is the first member of the cluster of largest radius.
+ * that fails the test. The selection is exactly the textbook one (up to the order of
+ * exactly equally far candidates); once clusters are small a new centre only visits
+ * its neighbours. The next centre is the first member of the cluster of largest
+ * radius.
  *
  * What remains is memory-bound (the rows of the scanned members), so the rows are
  * stored as bfloat16 (half the traffic; 250000 x 32 fits in L3) and renumbered in
@@ -937,9 +946,9 @@ typedef struct dn_kcenter {
     float *cen;      /* per centre: its ps floats */
     float *dcc;      /* per centre: squared distance to the newest centre */
     int *chosen;     /* per centre: the caller's row */
-    int *inv;        /* n: renumbering work */
+    unsigned char *done; /* n: renumbering work */
     uint16_t *spare; /* ps: renumbering work */
-    dn_keyed *tmp;   /* n: sorting work */
+    struct dn_member *tmp; /* n: sorting work */
 } dn_kcenter;
 
 /* Moves the members of cluster a nearer to the newest centre into its segment; the
@@ -972,16 +981,30 @@ static void kc_scan(dn_kcenter *kc, int a)
     kc->rad[a] = kc->len[a] ? mind[0] : 0;
 }
 
-/* Sorts the members of cluster a by decreasing distance, then candidate row. */
+/* Sort key of a member: decreasing distance, then the caller's row, so that ties never
+ * depend on how rows were renumbered. */
+typedef struct dn_member {
+    float mind;
+    int orig, row;
+} dn_member;
+
+static int member_cmp(const void *a, const void *b)
+{
+    const dn_member *x = a, *y = b;
+    if (x->mind != y->mind)
+        return x->mind > y->mind ? -1 : 1;
+    return (x->orig > y->orig) - (x->orig < y->orig);
+}
+
 static void kc_sort(dn_kcenter *kc, int a)
 {
     int *row = kc->srow + kc->seg[a], len = kc->len[a];
     float *mind = kc->smind + kc->seg[a];
     for (int i = 0; i < len; i++)
-        kc->tmp[i] = (dn_keyed){-mind[i], row[i]};
-    qsort(kc->tmp, (size_t)len, sizeof *kc->tmp, keyed_cmp);
+        kc->tmp[i] = (dn_member){mind[i], kc->orig[row[i]], row[i]};
+    qsort(kc->tmp, (size_t)len, sizeof *kc->tmp, member_cmp);
     for (int i = 0; i < len; i++) {
-        mind[i] = -kc->tmp[i].key;
+        mind[i] = kc->tmp[i].mind;
         row[i] = kc->tmp[i].row;
     }
     kc->rad[a] = len ? mind[0] : 0;
@@ -1011,23 +1034,22 @@ static void kc_repack(dn_kcenter *kc)
     }
     kc->top = at;
     int n = kc->n, *src = kc->srow; /* row i of the new p is row src[i] of the old one */
-    for (int i = 0; i < n; i++)
-        kc->inv[i] = 0;
+    memset(kc->done, 0, (size_t)n);
     /* Gather by cycles, in place: each row is read before it is overwritten. */
     for (int i = 0; i < n; i++) {
-        if (kc->inv[i])
+        if (kc->done[i])
             continue;
         int o = kc->orig[i], j = i;
         memcpy(kc->spare, kc->p + (size_t)i * kc->ps, rowb);
         while (src[j] != i) {
             memcpy(kc->p + (size_t)j * kc->ps, kc->p + (size_t)src[j] * kc->ps, rowb);
             kc->orig[j] = kc->orig[src[j]];
-            kc->inv[j] = 1;
+            kc->done[j] = 1;
             j = src[j];
         }
         memcpy(kc->p + (size_t)j * kc->ps, kc->spare, rowb);
         kc->orig[j] = o;
-        kc->inv[j] = 1;
+        kc->done[j] = 1;
     }
     for (int i = 0; i < n; i++)
         src[i] = i;
@@ -1051,15 +1073,13 @@ static int kc_add(dn_kcenter *kc)
         a = kc->rad[i] > kc->rad[a] ? i : a;
     if (!(kc->rad[a] > 0))
         return 0;
-    int far = kc->srow[kc->seg[a]];
     /* Renumber when the slots might not hold this round's moves, and every 1/16 growth
      * of k (about 90 times for 16384 centres) to keep clusters in consecutive rows. */
     if (kc->cap - kc->top < (size_t)kc->n || k >= kc->repack_at) {
         kc_repack(kc);
-        far = kc->srow[kc->seg[a]];
         kc->repack_at = k + k / 16;
     }
-    kc_open(kc, far);
+    kc_open(kc, kc->srow[kc->seg[a]]);
     kc_centre_dists(kc);
     for (int i = 0; i < k; i++)
         if (kc->dcc[i] < 4.0f * kc->rad[i])
@@ -1097,7 +1117,7 @@ static void kc_free(dn_kcenter *kc)
     free(kc->cen);
     free(kc->dcc);
     free(kc->chosen);
-    free(kc->inv);
+    free(kc->done);
     free(kc->spare);
     free(kc->tmp);
 }
@@ -1114,11 +1134,11 @@ static int kc_alloc(dn_kcenter *kc, int m)
     kc->cen = dn_alloc((size_t)m * kc->ps, sizeof *kc->cen);
     kc->dcc = dn_alloc((size_t)m, sizeof *kc->dcc);
     kc->chosen = dn_alloc((size_t)m, sizeof *kc->chosen);
-    kc->inv = dn_alloc((size_t)kc->n, sizeof *kc->inv);
+    kc->done = dn_alloc((size_t)kc->n, sizeof *kc->done);
     kc->spare = dn_alloc(kc->ps, sizeof *kc->spare);
     kc->tmp = dn_alloc((size_t)kc->n, sizeof *kc->tmp);
     if (!kc->orig || !kc->srow || !kc->smind || !kc->seg || !kc->len || !kc->rad || !kc->cen ||
-        !kc->dcc || !kc->chosen || !kc->inv || !kc->spare || !kc->tmp)
+        !kc->dcc || !kc->chosen || !kc->done || !kc->spare || !kc->tmp)
         return DN_ENOMEM;
     for (int i = 0; i < kc->n; i++)
         kc->orig[i] = i;
@@ -1213,6 +1233,8 @@ int dn_bank_build(dn_bank *b, const float *patches, size_t n, int dim, int max_s
                             INT_MAX);
     if (n <= (size_t)max_size)
         return dn_bank_from(b, patches, (int)n, dim, err);
+    if (!all_finite(patches, n * dim))
+        return dn_error_set(err, DN_EINVAL, "memory bank: a candidate is not finite");
     int *chosen = dn_alloc((size_t)max_size, sizeof *chosen);
     int k = chosen ? kcenter_select(patches, (int)n, dim, max_size, proj_dim, seed, chosen) : -1;
     float *x = k > 0 ? dn_alloc((size_t)k * dim, sizeof *x) : NULL;
