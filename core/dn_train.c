@@ -68,26 +68,37 @@ static int build_bank(dn_model *m, const dn_train_set *set, const int *fit, int 
     return rc;
 }
 
-static int train_head(dn_model *m, const dn_train_set *set, const int *fit, int n_fit,
-                      const dn_train_opts *o, dn_error *err)
+/* Trains head h on the fit normals and every labelled anomaly but `left_out` (-1: all). */
+static int fit_head(dn_head *h, const dn_train_set *set, const int *fit, int n_fit, int left_out,
+                    const dn_train_opts *o, uint64_t seed, dn_error *err)
 {
-    int n_copies = set->n_anomaly * set->n_aug, dim = set->normal[fit[0]]->final.c;
+    int n_copies = set->n_anomaly * set->n_aug, dim = set->normal[fit[0]]->final.c, n_a = 0;
     const float **normal = malloc((size_t)n_fit * sizeof *normal);
     const float **anomaly = malloc((size_t)n_copies * sizeof *anomaly);
-    int rc = normal && anomaly ? dn_head_init(&m->head, dim, o->seed, err)
+    int rc = normal && anomaly ? dn_head_init(h, dim, seed, err)
                                : dn_error_set(err, DN_ENOMEM, "out of memory training the head");
     for (int i = 0; !rc && i < n_fit; i++)
         normal[i] = set->normal[fit[i]]->final.data;
     for (int i = 0; !rc && i < n_copies; i++)
-        anomaly[i] = set->anomaly[i]->final.data;
+        if (i / set->n_aug != left_out)
+            anomaly[n_a++] = set->anomaly[i]->final.data;
     const dn_feats *f0 = set->normal[fit[0]];
-    dn_head_data d = {normal, n_fit, anomaly, n_copies, f0->final.h * f0->final.w};
-    progress(o, "head", 0, 1);
+    dn_head_data d = {normal, n_fit, anomaly, n_a, f0->final.h * f0->final.w};
+    dn_head_opts ho = o->head;
+    ho.seed = seed;
     if (!rc)
-        rc = dn_head_train(&m->head, &d, &o->head, err);
-    progress(o, "head", 1, 1);
+        rc = dn_head_train(h, &d, &ho, err);
     free(normal);
     free(anomaly);
+    return rc;
+}
+
+static int train_head(dn_model *m, const dn_train_set *set, const int *fit, int n_fit,
+                      const dn_train_opts *o, dn_error *err)
+{
+    progress(o, "head", 0, 1);
+    int rc = fit_head(&m->head, set, fit, n_fit, -1, o, o->seed, err);
+    progress(o, "head", 1, 1);
     return rc;
 }
 
@@ -124,6 +135,98 @@ static int calibrate_branches(dn_model *m, const dn_train_set *set, const int *h
     free(img_h);
     free(img_b);
     return rc;
+}
+
+/* Head score of one image under head h, standardised by h's own held-out scores. */
+static float head_z(const dn_head *h, const dn_feats *f, dn_stat st, float *scratch)
+{
+    return (dn_head_score(h, f->final.data, f->final.h * f->final.w, scratch) - st.mu) / st.sigma;
+}
+
+/* Held-out statistics of head h's image scores. */
+static dn_stat head_stat(const dn_head *h, const dn_train_set *set, const int *hold, int n_hold,
+                         float *scratch, float *buf)
+{
+    for (int i = 0; i < n_hold; i++) {
+        const dn_feats *f = set->normal[hold[i]];
+        buf[i] = dn_head_score(h, f->final.data, f->final.h * f->final.w, scratch);
+    }
+    return stat_of(buf, (size_t)n_hold);
+}
+
+/* Median standardised score of the labelled anomalies when they were NOT used for
+ * training: the head is retrained without each one (leave-one-out); the bank never sees
+ * anomalies. The median, not the mean: a few anomalies far out would otherwise make a
+ * branch look better than it ranks (the head on magnetic_tile). */
+static int loo_anomaly_medians(const dn_model *m, const dn_train_set *set, const int *fit, int n_fit,
+                               const int *hold, int n_hold, const dn_train_opts *o, double *mu,
+                               dn_error *err)
+{
+    const dn_feats *f0 = set->normal[fit[0]];
+    int k = set->n_anomaly;
+    float *scratch = malloc((size_t)f0->final.h * f0->final.w * sizeof *scratch);
+    float *buf = malloc((size_t)n_hold * sizeof *buf), *zh = malloc((size_t)k * sizeof *zh);
+    float *zb = malloc((size_t)k * sizeof *zb);
+    int rc = scratch && buf && zh && zb ? DN_OK : dn_error_set(err, DN_ENOMEM, "out of memory");
+    for (int a = 0; !rc && a < k; a++) {
+        dn_head h = {0};
+        const dn_feats *fa = set->anomaly[(size_t)a * set->n_aug];
+        rc = fit_head(&h, set, fit, n_fit, a, o, o->seed + 1 + (uint64_t)a, err);
+        dn_raw r;
+        if (!rc) {
+            zh[a] = head_z(&h, fa, head_stat(&h, set, hold, n_hold, scratch, buf), scratch);
+            rc = dn_model_raw(m, fa, &r, err);
+        }
+        if (!rc) {
+            zb[a] = (r.bank - m->img_bank.mu) / m->img_bank.sigma;
+            dn_raw_free(&r);
+        }
+        dn_head_free(&h);
+        progress(o, "fusion weights", a + 1, k);
+    }
+    if (!rc) {
+        mu[0] = dn_quantile(zh, (size_t)k, 0.5);
+        mu[1] = dn_quantile(zb, (size_t)k, 0.5);
+    }
+    free(scratch), free(buf), free(zh), free(zb);
+    return rc;
+}
+
+/* Fusion weights from the data: the linear discriminant w = S^-1 mu, where S is the
+ * covariance of the two standardised branch scores over held-out normals and mu the median
+ * leave-one-out scores of the labelled anomalies; negative parts are dropped, and the
+ * weights normalised to sum 1. A branch that does not separate unseen anomalies from
+ * normals gets little or no weight, so the fusion does not lose to its better part. With
+ * fewer than two labelled anomalies nothing can validate the head: weight 0. */
+static int fusion_weights(dn_model *m, const dn_train_set *set, const int *fit, int n_fit,
+                          const int *hold, const calib *c, const dn_train_opts *o, dn_error *err)
+{
+    if (!m->has_head || !m->has_bank)
+        return DN_OK;
+    if (set->n_anomaly < 2) {
+        m->w_head = 0.0f;
+        m->w_bank = 1.0f;
+        return DN_OK;
+    }
+    double mu[2], s00 = 0, s01 = 0, s11 = 0;
+    int rc = loo_anomaly_medians(m, set, fit, n_fit, hold, c->n, o, mu, err);
+    if (rc)
+        return rc;
+    for (int i = 0; i < c->n; i++) {
+        double zh = (c->raw[i].head - m->img_head.mu) / m->img_head.sigma;
+        double zb = (c->raw[i].bank - m->img_bank.mu) / m->img_bank.sigma;
+        s00 += zh * zh, s01 += zh * zb, s11 += zb * zb;
+    }
+    /* shrinkage towards the identity: a few dozen held-out normals estimate S poorly */
+    s00 = 0.5 * s00 / c->n + 0.5, s11 = 0.5 * s11 / c->n + 0.5, s01 = 0.5 * s01 / c->n;
+    double det = s00 * s11 - s01 * s01;
+    double wh = (s11 * mu[0] - s01 * mu[1]) / det, wb = (s00 * mu[1] - s01 * mu[0]) / det;
+    wh = wh > 0 ? wh : 0, wb = wb > 0 ? wb : 0;
+    if (wh + wb <= 0)
+        wh = wb = 1;
+    m->w_head = (float)(wh / (wh + wb));
+    m->w_bank = (float)(wb / (wh + wb));
+    return DN_OK;
 }
 
 /* Patch statistics of each branch over every held-out patch. */
@@ -235,11 +338,12 @@ static void describe(dn_model *m, const dn_train_set *set, int n_fit, int n_hold
     snprintf(m->info, sizeof m->info,
              "{\"training_set_sha256\":\"%s\",\"normal_images\":%d,\"fit_normals\":%d,"
              "\"calibration_normals\":%d,\"labelled_anomalies\":%d,\"augmentations\":%d,"
-             "\"seed\":%llu,\"threshold_rule\":\"%s\",\"training_seconds\":%.3f,\"created\":%lld}",
+             "\"seed\":%llu,\"threshold_rule\":\"%s\",\"fusion_weights\":{\"devnet\":%.4f,"
+             "\"normality\":%.4f},\"training_seconds\":%.3f,\"created\":%lld}",
              set->hash, set->n_normal, n_fit, n_hold, set->n_anomaly, set->n_aug,
              (unsigned long long)o->seed,
              o->rule == DN_THRESHOLD_QUANTILE || !set->n_anomaly ? "normal_quantile" : "max_f1",
-             seconds, (long long)time(NULL));
+             m->w_head, m->w_bank, seconds, (long long)time(NULL));
 }
 
 static int choose_type(dn_model *m, const dn_train_set *set, const dn_train_opts *o, dn_error *err)
@@ -280,6 +384,8 @@ int dn_train(dn_model *m, const dn_train_set *set, const dn_train_opts *o,
         rc = train_head(m, set, fit, n_fit, o, err);
     if (!rc)
         rc = calibrate_branches(m, set, hold, n_hold, &c, err);
+    if (!rc)
+        rc = fusion_weights(m, set, fit, n_fit, hold, &c, o, err);
     if (!rc)
         rc = patch_stats(m, &c, err);
     if (!rc)
