@@ -157,6 +157,10 @@ Test(train, fusion_separates_generated_defects)
     cr_assert_eq(m.type, DN_HEAD_FUSION);
     cr_assert_gt(auroc, 0.95, "image AUROC %g on generated defects", auroc);
     cr_assert(isfinite(m.threshold) && m.map_hi > m.map_lo);
+    /* data-driven fusion weights: a convex combination; both branches separate these
+     * defects, so neither may be dropped */
+    cr_assert_float_eq(m.w_head + m.w_bank, 1.0, 1e-5);
+    cr_assert(m.w_head > 0 && m.w_bank > 0, "weights %g, %g", m.w_head, m.w_bank);
     /* zero anomalies: the normality branch alone, and the model says so */
     dn_model_free(&m);
     teardown(&fx);
