@@ -49,4 +49,8 @@ int cli_model_option(int argc, char **argv, int *i, dn_train_opts *o, const char
 int cli_fit(const dn_backbone *bb, dn_feats *normal, int n_normal, dn_feats *anomaly, int n_anomaly,
             const char *hash, const dn_train_opts *o, dn_model *m);
 
+/* Decodes path into img (caller-initialised; the caller frees it) and scores it with m. */
+int cli_score_file(const dn_model *m, dn_extractor *x, const char *path, dn_image *img, dn_score *s,
+                   dn_error *err);
+
 #endif

@@ -82,3 +82,17 @@ const dn_feats **cli_pointers(dn_feats *f, int n)
         p[i] = &f[i];
     return p;
 }
+
+int cli_score_file(const dn_model *m, dn_extractor *x, const char *path, dn_image *img, dn_score *s,
+                   dn_error *err)
+{
+    dn_feats f;
+    dn_feats_init(&f);
+    int rc = dn_image_load(img, path, NULL, err);
+    if (!rc && (rc = dn_extractor_image(x, img, 0, &f)))
+        *err = x->err;
+    if (!rc)
+        rc = dn_model_score(m, &f, s, err);
+    dn_feats_free(&f);
+    return rc;
+}

@@ -198,16 +198,12 @@ static double time_pipeline(const eval_ctx *c, const dn_model *m)
     double t0 = now_s();
     for (int i = 0; i < n; i++) {
         dn_image img;
-        dn_feats f;
         dn_score s;
         dn_image_init(&img);
-        dn_feats_init(&f);
         dn_score_init(&s);
         dn_error err;
-        if (!dn_image_load(&img, c->d.test[i].path, NULL, &err) && !dn_extractor_image(c->x, &img, 0, &f))
-            dn_model_score(m, &f, &s, &err);
+        cli_score_file(m, c->x, c->d.test[i].path, &img, &s, &err);
         dn_score_free(&s);
-        dn_feats_free(&f);
         dn_image_free(&img);
     }
     return n ? (now_s() - t0) * 1e3 / n : 0;

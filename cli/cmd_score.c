@@ -94,18 +94,12 @@ static int score_one(const score_args *a, const dn_model *m, dn_extractor *x, co
 {
     double t0 = now_ms();
     dn_image img;
-    dn_feats f;
     dn_score s;
     dn_image_init(&img);
-    dn_feats_init(&f);
     dn_score_init(&s);
     dn_error err;
     dn_error_clear(&err);
-    int rc = dn_image_load(&img, path, NULL, &err);
-    if (!rc && (rc = dn_extractor_image(x, &img, 0, &f)))
-        err = x->err;
-    if (!rc)
-        rc = dn_model_score(m, &f, &s, &err);
+    int rc = cli_score_file(m, x, path, &img, &s, &err);
     if (!rc)
         print_result(a, m, path, &img, &s, now_ms() - t0);
     char out[4200];
@@ -113,7 +107,6 @@ static int score_one(const score_args *a, const dn_model *m, dn_extractor *x, co
     if (!rc && a->heatmap)
         rc = write_heatmap(m, &img, &s, out, &err);
     dn_score_free(&s);
-    dn_feats_free(&f);
     dn_image_free(&img);
     return rc ? cli_fail(path, &err) : CLI_OK;
 }

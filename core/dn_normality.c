@@ -1,6 +1,7 @@
 #include "dn_normality.h"
 
 #include "dn_forward.h"
+#include "dn_simd.h"
 
 #include <cblas.h>
 #include <limits.h>
@@ -8,72 +9,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Kernels are compiled for AVX-512, AVX2 and baseline x86-64 and picked at load time
- * (as in dn_ops.c). Their vectors are 16 floats wide in every clone and reduce in a
- * fixed order, so all clones give bit-identical results: a coreset does not depend on
- * the CPU it was selected on beyond the projection's sgemm. */
-#if defined(__x86_64__) && !defined(__SANITIZE_ADDRESS__)
-#define DN_VECTOR_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define DN_VECTOR_CLONES
-#endif
-#define DN_INLINE static inline __attribute__((always_inline))
-
-typedef float dn_v16 __attribute__((vector_size(64), aligned(4)));
-typedef int dn_m16 __attribute__((vector_size(64), aligned(4)));
-typedef float dn_v8 __attribute__((vector_size(32), aligned(4)));
-typedef float dn_v4 __attribute__((vector_size(16), aligned(4)));
-#define V16 16
-/* 64-byte vectors change the ABI without AVX-512; all helpers are static and inlined. */
-#pragma GCC diagnostic ignored "-Wpsabi"
-
-DN_INLINE dn_v16 v16_load(const float *p)
-{
-    dn_v16 v;
-    memcpy(&v, p, sizeof v);
-    return v;
-}
-
-DN_INLINE void v16_store(float *p, dn_v16 v)
-{
-    memcpy(p, &v, sizeof v);
-}
-
-DN_INLINE dn_v16 v16_set(float x)
-{
-    dn_v16 v = {0};
-    return v + x;
-}
-
-DN_INLINE dn_v16 v16_min(dn_v16 a, dn_v16 b)
-{
-    dn_m16 m = a < b;
-    return (dn_v16)(((dn_m16)a & m) | ((dn_m16)b & ~m));
-}
-
-/* Halves, then quarters: a fixed tree, the same in every clone. */
-DN_INLINE float v16_sum(dn_v16 v)
-{
-    dn_v8 lo, hi;
-    memcpy(&lo, &v, sizeof lo);
-    memcpy(&hi, (char *)&v + sizeof lo, sizeof hi);
-    lo += hi;
-    dn_v4 a, b;
-    memcpy(&a, &lo, sizeof a);
-    memcpy(&b, (char *)&lo + sizeof a, sizeof b);
-    a += b;
-    return (a[0] + a[2]) + (a[1] + a[3]);
-}
-
-DN_INLINE float v16_hmin(dn_v16 v)
-{
-    float m = v[0];
-    for (int i = 1; i < V16; i++)
-        m = v[i] < m ? v[i] : m;
-    return m;
-}
-
-/* ||a - b||^2 over d floats (any d). */
 DN_INLINE float sqdist(const float *a, const float *b, int d)
 {
     dn_v16 acc = {0};

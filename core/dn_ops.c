@@ -1,19 +1,10 @@
 #include "dn_ops.h"
 
+#include "dn_simd.h"
+
 #include <cblas.h>
 #include <math.h>
 #include <string.h>
-
-/* Elementwise kernels are compiled for AVX-512, AVX2 and baseline x86-64 and picked at
- * load time, so one binary is fast here and still runs on any x86-64 (Docker images). */
-#if defined(__x86_64__) && !defined(__SANITIZE_ADDRESS__)
-#define DN_VECTOR_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define DN_VECTOR_CLONES
-#endif
-/* Helpers of the cloned kernels must be inlined into each clone, or they are compiled
- * once for baseline x86-64 and the vector code inside them is lost. */
-#define DN_INLINE static inline __attribute__((always_inline))
 
 static int same_pad(int in, int out, int k, int s)
 {
@@ -167,28 +158,6 @@ DN_INLINE void dw3x3_pixel(const float *restrict r0, const float *restrict r1,
         a += r2[j] * w2[j] + r2[c + j] * w2[c + j] + r2[2 * c + j] * w2[2 * c + j];
         out[j] = a < lo ? lo : a > hi ? hi : a;
     }
-}
-
-/* 16 channels as one value: AVX-512 registers where the clone has them, pairs of AVX2 or
- * quads of SSE registers otherwise. aligned(4): maps are float arrays, not 64-byte rows. */
-typedef float dn_v16 __attribute__((vector_size(64), aligned(4)));
-typedef int dn_m16 __attribute__((vector_size(64), aligned(4)));
-#define V16 16
-/* Passing 64-byte vectors between functions changes the ABI without AVX-512; these are
- * static and inlined, so no call crosses a translation unit. */
-#pragma GCC diagnostic ignored "-Wpsabi"
-
-DN_INLINE dn_v16 v16_load(const float *p)
-{
-    dn_v16 v;
-    memcpy(&v, p, sizeof v);
-    return v;
-}
-
-/* Where m is all ones take b, else a (C has no vector ?:). */
-DN_INLINE dn_v16 v16_select(dn_m16 m, dn_v16 a, dn_v16 b)
-{
-    return (dn_v16)(((dn_m16)a & ~m) | ((dn_m16)b & m));
 }
 
 DN_INLINE dn_v16 v16_clamp(dn_v16 a, dn_v16 lo, dn_v16 hi)
