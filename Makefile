@@ -78,7 +78,7 @@ asan: deps
 	  if grep -q -E "LeakSanitizer|AddressSanitizer|runtime error" build-asan/asan.log; then echo "asan: sanitizer reports above"; exit 1; fi
 
 run: deps all backbone
-	@echo "devnetd is not built yet (issue 4); the CLI is at $(BUILD)/devnet"
+	@echo "devnet: built $(BUILD)/devnet and $(BACKBONE); the devnetd daemon does not exist yet (see README)"
 
 clean:
 	rm -rf build build-asan
