@@ -21,9 +21,10 @@ int cli_fail(const char *what, const dn_error *err);
 int cli_usage(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Parses a whole decimal integer within [lo, hi]; -1 when it is not one. */
 int cli_int(const char *s, long lo, long hi, long *out);
-struct dn_backbone;
+/* Initialises and loads a backbone; prints the error and returns CLI_FAIL on failure. */
+int cli_backbone(dn_backbone *bb, const char *path);
 /* Reads an image file into the backbone's input at s x s (see dn_backbone_input). */
-int cli_load_input(const struct dn_backbone *bb, const char *path, int s, float *input,
+int cli_load_input(const dn_backbone *bb, const char *path, int s, float *input,
                    dn_error *err);
 /* Default path of a file in ../shared (or $DEVNET_SHARED), or NULL when absent. */
 const char *cli_shared_file(const char *rel, char *buf, int len);

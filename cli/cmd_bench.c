@@ -146,9 +146,8 @@ int cmd_bench(int argc, char **argv)
     if (rc)
         return rc;
     dn_backbone bb;
-    dn_backbone_init(&bb);
-    if (dn_backbone_load(&bb, backbone))
-        return cli_fail(backbone, &bb.err);
+    if (cli_backbone(&bb, backbone))
+        return CLI_FAIL;
     size_t n_in = (size_t)size * size * bb.graph.in_channels;
     float *input = malloc(n_in * sizeof *input);
     double *round_ms = malloc((size_t)iters * sizeof *round_ms);

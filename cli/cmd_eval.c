@@ -334,9 +334,8 @@ int cmd_eval(int argc, char **argv)
     if (rc)
         return rc;
     dn_backbone bb;
-    dn_backbone_init(&bb);
-    if (dn_backbone_load(&bb, a.backbone))
-        return cli_fail(a.backbone, &bb.err);
+    if (cli_backbone(&bb, a.backbone))
+        return CLI_FAIL;
     dn_extractor x;
     eval_ctx c = {.a = &a, .bb = &bb, .x = &x};
     dn_dataset_init(&c.d);

@@ -100,9 +100,8 @@ int cmd_features(int argc, char **argv)
     if (rc)
         return rc;
     dn_backbone bb;
-    dn_backbone_init(&bb);
-    if (dn_backbone_load(&bb, a.backbone))
-        return cli_fail(a.backbone, &bb.err);
+    if (cli_backbone(&bb, a.backbone))
+        return CLI_FAIL;
     float *input = malloc((size_t)a.size * a.size * 3 * sizeof *input);
     rc = input ? run_features(&bb, &a, input) : CLI_FAIL;
     free(input);

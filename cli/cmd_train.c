@@ -169,9 +169,8 @@ int cmd_train(int argc, char **argv)
     if (rc)
         return rc;
     dn_backbone bb;
-    dn_backbone_init(&bb);
-    if (dn_backbone_load(&bb, a.backbone))
-        return cli_fail(a.backbone, &bb.err);
+    if (cli_backbone(&bb, a.backbone))
+        return CLI_FAIL;
     dn_dataset d;
     dn_dataset_init(&d);
     dn_extractor x;

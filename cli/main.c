@@ -70,6 +70,12 @@ const char *cli_shared_file(const char *rel, char *buf, int len)
     return access(buf, R_OK) == 0 ? buf : NULL;
 }
 
+int cli_backbone(dn_backbone *bb, const char *path)
+{
+    dn_backbone_init(bb);
+    return dn_backbone_load(bb, path) ? cli_fail("backbone", &bb->err) : CLI_OK;
+}
+
 int cli_load_input(const dn_backbone *bb, const char *path, int s, float *input, dn_error *err)
 {
     dn_image img;
