@@ -36,11 +36,6 @@ int cli_model_option(int argc, char **argv, int *i, dn_train_opts *o, const char
         if (cli_int(v, 32, DN_MAX_INPUT_SIDE, &n))
             return cli_usage("--size takes 32..%d", DN_MAX_INPUT_SIDE), -1;
         o->size = (int)n;
-    } else if (!strcmp(a, "--pseudo")) {
-        char *end;
-        o->head.pseudo = strtof(v, &end);
-        if (*end || !(o->head.pseudo >= 0 && o->head.pseudo <= 1))
-            return cli_usage("--pseudo takes a share in [0, 1]"), -1;
     } else if (!strcmp(a, "--threshold")) {
         if (strcmp(v, "quantile") && strcmp(v, "maxf1"))
             return cli_usage("--threshold takes quantile or maxf1"), -1;

@@ -12,7 +12,7 @@ void dn_head_opts_default(dn_head_opts *o)
     /* The reference implementation's schedule (REFERENCE-RESULTS.md): with a frozen
      * backbone, longer training or lr 1e-2 overfits the few labelled anomalies. */
     *o = (dn_head_opts){.steps = 500, .batch = 24, .lr = 1e-3f, .weight_decay = 1e-5f,
-                        .lr_decay_at = 0.8f, .clip_norm = 10.0f, .pseudo = 0.0f, .seed = 1};
+                        .lr_decay_at = 0.8f, .clip_norm = 10.0f, .seed = 1};
 }
 
 int dn_head_init(dn_head *h, int dim, uint64_t seed, dn_error *err)
@@ -164,51 +164,19 @@ static float image_step(const dn_head *h, const float *feat, int n_patch, int y,
     return loss;
 }
 
-/* Per-channel standard deviation of the normal features (a sample of up to 64 images). */
-static void channel_std(const dn_head_data *d, int dim, float *sd)
-{
-    int n_img = d->n_normal < 64 ? d->n_normal : 64;
-    for (int c = 0; c < dim; c++) {
-        double s = 0, s2 = 0, n = 0;
-        for (int i = 0; i < n_img; i++)
-            for (int p = 0; p < d->n_patch; p++, n++) {
-                double v = d->normal[i][(size_t)p * dim + c];
-                s += v, s2 += v * v;
-            }
-        double m = s / n;
-        sd[c] = (float)sqrt(fmax(s2 / n - m * m, 0.0));
-    }
-}
-
-static const float *pseudo_anomaly(const dn_head_data *d, int dim, const float *sd, dn_rng *r,
-                                   float *out)
-{
-    memcpy(out, d->normal[dn_rng_below(r, (uint64_t)d->n_normal)], (size_t)d->n_patch * dim * sizeof *out);
-    for (int k = 0; k < dn_topk_count(d->n_patch); k++) {
-        float *f = out + (size_t)dn_rng_below(r, (uint64_t)d->n_patch) * dim;
-        for (int c = 0; c < dim; c++)
-            f[c] += 2.0f * sd[c] * (float)dn_rng_normal(r);
-    }
-    return out;
-}
-
 int dn_head_train(dn_head *h, const dn_head_data *d, const dn_head_opts *o, dn_error *err)
 {
-    if (d->n_normal < 1 || (d->n_anomaly < 1 && o->pseudo <= 0) || d->n_patch < 1)
+    if (d->n_normal < 1 || d->n_anomaly < 1 || d->n_patch < 1)
         return dn_error_set(err, DN_EINVAL, "the head needs normal and anomalous images (%d, %d)",
                             d->n_normal, d->n_anomaly);
     int n = h->dim + 1;
     float *grad = malloc((size_t)n * sizeof *grad), *scores = malloc((size_t)d->n_patch * sizeof *scores);
     int *topk = malloc((size_t)dn_topk_count(d->n_patch) * sizeof *topk);
     adam a = {calloc((size_t)n, sizeof(float)), calloc((size_t)n, sizeof(float)), 0};
-    float *sd = o->pseudo > 0 ? malloc((size_t)h->dim * sizeof *sd) : NULL;
-    float *fake = o->pseudo > 0 ? malloc((size_t)d->n_patch * h->dim * sizeof *fake) : NULL;
-    if (!grad || !scores || !topk || !a.m || !a.v || (o->pseudo > 0 && (!sd || !fake))) {
-        free(grad), free(scores), free(topk), free(a.m), free(a.v), free(sd), free(fake);
+    if (!grad || !scores || !topk || !a.m || !a.v) {
+        free(grad), free(scores), free(topk), free(a.m), free(a.v);
         return dn_error_set(err, DN_ENOMEM, "out of memory training the head");
     }
-    if (sd)
-        channel_std(d, h->dim, sd);
     dn_rng r;
     dn_rng_seed(&r, o->seed);
     float inv_batch = 1.0f / (2.0f * o->batch);
@@ -218,9 +186,7 @@ int dn_head_train(dn_head *h, const dn_head_data *d, const dn_head_opts *o, dn_e
         memset(grad, 0, (size_t)n * sizeof *grad);
         for (int b = 0; b < o->batch; b++) { /* balanced: half normal, half anomalous */
             const float *fn = d->normal[dn_rng_below(&r, (uint64_t)d->n_normal)];
-            int fake_one = d->n_anomaly < 1 || dn_rng_uniform(&r) < o->pseudo;
-            const float *fa = fake_one ? pseudo_anomaly(d, h->dim, sd, &r, fake)
-                                       : d->anomaly[dn_rng_below(&r, (uint64_t)d->n_anomaly)];
+            const float *fa = d->anomaly[dn_rng_below(&r, (uint64_t)d->n_anomaly)];
             image_step(h, fn, d->n_patch, 0, mu, sigma, inv_batch, scores, topk, grad);
             image_step(h, fa, d->n_patch, 1, mu, sigma, inv_batch, scores, topk, grad);
         }
@@ -230,6 +196,6 @@ int dn_head_train(dn_head *h, const dn_head_data *d, const dn_head_opts *o, dn_e
         float lr = step >= (int)(o->lr_decay_at * o->steps) ? 0.1f * o->lr : o->lr;
         adam_step(&a, h->w, grad, n, lr);
     }
-    free(grad), free(scores), free(topk), free(a.m), free(a.v), free(sd), free(fake);
+    free(grad), free(scores), free(topk), free(a.m), free(a.v);
     return DN_OK;
 }

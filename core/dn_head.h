@@ -39,7 +39,6 @@ typedef struct dn_head_opts {
     float weight_decay; /* L2 on the weights (not the bias), 1e-5 */
     float lr_decay_at;  /* fraction of the steps after which lr is multiplied by 0.1 */
     float clip_norm;    /* gradient clipping by global norm */
-    float pseudo;       /* share of the anomalous half of a batch made of pseudo-anomalies */
     uint64_t seed;
 } dn_head_opts;
 
@@ -68,10 +67,7 @@ float dn_deviation_loss(float score, int y, float mu, float sigma, float *grad);
 void dn_head_backward(const dn_head *h, const float *feat, const float *patch_scores,
                       const int *topk, int k, float scale, float *grad);
 
-/* Trains h on d. Returns DN_OK, or DN_EINVAL when there is nothing to train on (no
- * normals; no anomalies unless o->pseudo > 0). A pseudo-anomaly is a normal image whose
- * features in a random 10 % of its patches get Gaussian noise of twice the normal
- * per-channel standard deviation. */
+/* Trains h on d. Returns DN_OK, or DN_EINVAL when there is nothing to train on. */
 int dn_head_train(dn_head *h, const dn_head_data *d, const dn_head_opts *o, dn_error *err);
 
 #endif
