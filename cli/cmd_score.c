@@ -125,7 +125,7 @@ int cmd_score(int argc, char **argv)
     memset(&x, 0, sizeof x);
     if (dn_backbone_load(&bb, a.backbone))
         rc = cli_fail(a.backbone, &bb.err);
-    else if (dn_model_load(&m, a.model, bb.sha256))
+    else if (dn_model_load(&m, a.model, &bb))
         rc = cli_fail(a.model, &m.err);
     else if (dn_extractor_init(&x, &bb, m.size, NULL))
         rc = cli_fail("features", &x.err);

@@ -15,8 +15,8 @@ typedef struct train_args {
     dn_train_opts opts;
 } train_args;
 
-/* Options shared with eval: --head, --size, --threshold, --quantile, --cache, --no-cache,
- * --backbone. Returns 1 if argv[*i] was one of them (consuming its value), 0 if not, or
+/* Options shared with eval: --head, --size, --tail, --threshold, --quantile, --cache,
+ * --no-cache, --backbone. Returns 1 if argv[*i] was one of them (consuming its value), 0 if not, or
  * -1 on a bad value (after printing why). */
 int cli_model_option(int argc, char **argv, int *i, dn_train_opts *o, const char **backbone,
                      const char **cache)
@@ -25,6 +25,10 @@ int cli_model_option(int argc, char **argv, int *i, dn_train_opts *o, const char
     long n;
     if (!strcmp(a, "--no-cache")) {
         *cache = "";
+        return 1;
+    }
+    if (!strcmp(a, "--tail")) {
+        o->tail = 1;
         return 1;
     }
     if (!v)
@@ -95,7 +99,7 @@ int cli_fit(const dn_backbone *bb, dn_feats *normal, int n_normal, dn_feats *ano
     snprintf(set.hash, sizeof set.hash, "%s", hash);
     dn_error err;
     dn_error_clear(&err);
-    int rc = np && ap ? dn_train(m, &set, o, bb->sha256, &err) : dn_error_set(&err, DN_ENOMEM, "out of memory");
+    int rc = np && ap ? dn_train(m, &set, o, bb, &err) : dn_error_set(&err, DN_ENOMEM, "out of memory");
     free(np);
     free(ap);
     return rc ? cli_fail("train", &err) : CLI_OK;

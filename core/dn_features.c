@@ -1,6 +1,7 @@
 #include "dn_features.h"
 
 #include "dn_sha256.h"
+#include "dn_tail.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -26,7 +27,7 @@ static size_t map_floats(const dn_fmap *m)
 
 size_t dn_feats_floats(const dn_feats *f)
 {
-    return map_floats(&f->final) + map_floats(&f->s8) + map_floats(&f->s16);
+    return map_floats(&f->final) + map_floats(&f->s8) + map_floats(&f->s16) + map_floats(&f->tail_in);
 }
 
 /* mkdir -p for the cache directory. */
@@ -57,6 +58,8 @@ int dn_extractor_init(dn_extractor *x, const dn_backbone *bb, int size, const ch
     x->taps[0] = dn_backbone_final_map(bb);
     x->taps[1] = dn_backbone_tap_at_stride(bb, 8);
     x->taps[2] = dn_backbone_tap_at_stride(bb, 16);
+    x->taps[3] = dn_tail_input_node(bb);
+    x->n_taps = x->taps[3] >= 0 ? 4 : 3;
     if (x->taps[0] < 0 || x->taps[1] < 0 || x->taps[2] < 0)
         return dn_error_set(&x->err, DN_EUNSUPPORTED,
                             "backbone has no stride-8/stride-16/final maps to tap");
@@ -103,17 +106,19 @@ void dn_dihedral(const float *in, int s, int c, int aug, float *out)
         }
 }
 
-/* Copies the forward's three taps into one owned buffer. */
-static int keep_maps(const dn_fmap *maps, dn_feats *out, dn_error *err)
+/* Copies the forward's taps (three, or four with a tail input) into one owned buffer. */
+static int keep_maps(const dn_fmap *maps, int n_maps, dn_feats *out, dn_error *err)
 {
-    size_t n = map_floats(&maps[0]) + map_floats(&maps[1]) + map_floats(&maps[2]);
+    size_t n = 0;
+    for (int i = 0; i < n_maps; i++)
+        n += map_floats(&maps[i]);
     dn_feats_free(out);
     out->buf = malloc(n * sizeof(float));
     if (!out->buf)
         return dn_error_set(err, DN_ENOMEM, "out of memory for features");
-    dn_fmap *dst[3] = {&out->final, &out->s8, &out->s16};
+    dn_fmap *dst[4] = {&out->final, &out->s8, &out->s16, &out->tail_in};
     float *p = out->buf;
-    for (int i = 0; i < 3; i++) {
+    for (int i = 0; i < n_maps; i++) {
         *dst[i] = maps[i];
         memcpy(p, maps[i].data, map_floats(&maps[i]) * sizeof(float));
         dst[i]->data = p;
@@ -136,11 +141,11 @@ int dn_extractor_image(dn_extractor *x, const dn_image *img, int aug, dn_feats *
         dn_dihedral(x->input, s, x->bb->graph.in_channels, aug, x->turned);
         in = x->turned;
     }
-    dn_fmap maps[3];
-    rc = dn_forward_run(&x->fw, in, s, s, x->taps, 3, maps);
+    dn_fmap maps[4];
+    rc = dn_forward_run(&x->fw, in, s, s, x->taps, x->n_taps, maps);
     if (rc)
         return dn_error_set(&x->err, rc, "%s", x->fw.err.msg);
-    rc = keep_maps(maps, out, &x->err);
+    rc = keep_maps(maps, x->n_taps, out, &x->err);
     out->photo_w = img->width;
     out->photo_h = img->height;
     return rc;
@@ -152,6 +157,8 @@ static void cache_path(const dn_extractor *x, const char *sha, int aug, char *ou
 {
     snprintf(out, len, "%s/%s-a%d.safetensors", x->cache_dir, sha, aug);
 }
+
+static const char *const tap_names[4] = {"final", "stride8", "stride16", "tail_in"};
 
 static int fmap_from_tensor(const dn_safetensors *st, const char *name, dn_fmap *m)
 {
@@ -167,18 +174,16 @@ static int cache_load(dn_extractor *x, const char *path, dn_feats *out)
 {
     dn_safetensors st;
     dn_st_init(&st);
-    dn_fmap maps[3];
+    dn_fmap maps[4];
     const char *fmt;
     int ok = dn_st_load(&st, path) == DN_OK && (fmt = dn_st_meta(&st, "format")) &&
-             !strcmp(fmt, DN_FEATURES_FORMAT "/" DN_FEATURES_VERSION) &&
-             !fmap_from_tensor(&st, "final", &maps[0]) && !fmap_from_tensor(&st, "stride8", &maps[1]) &&
-             !fmap_from_tensor(&st, "stride16", &maps[2]) &&
-             maps[0].c == x->bb->graph.nodes[x->taps[0]].cout &&
-             maps[1].c == x->bb->graph.nodes[x->taps[1]].cout &&
-             maps[2].c == x->bb->graph.nodes[x->taps[2]].cout;
+             !strcmp(fmt, DN_FEATURES_FORMAT "/" DN_FEATURES_VERSION);
+    for (int i = 0; ok && i < x->n_taps; i++)
+        ok = !fmap_from_tensor(&st, tap_names[i], &maps[i]) &&
+             maps[i].c == x->bb->graph.nodes[x->taps[i]].cout;
     const char *w = ok ? dn_st_meta(&st, "photo_width") : NULL;
     const char *h = ok ? dn_st_meta(&st, "photo_height") : NULL;
-    int rc = w && h ? keep_maps(maps, out, &x->err) : DN_EFORMAT;
+    int rc = w && h && atoi(w) > 0 && atoi(h) > 0 ? keep_maps(maps, x->n_taps, out, &x->err) : DN_EFORMAT;
     if (!rc) {
         out->photo_w = atoi(w);
         out->photo_h = atoi(h);
@@ -191,8 +196,7 @@ static int cache_store(const dn_extractor *x, const char *path, const dn_feats *
 {
     dn_st_writer w;
     dn_st_writer_init(&w);
-    const dn_fmap *maps[3] = {&f->final, &f->s8, &f->s16};
-    static const char *const names[3] = {"final", "stride8", "stride16"};
+    const dn_fmap *maps[4] = {&f->final, &f->s8, &f->s16, &f->tail_in};
     char pw[16], ph[16];
     snprintf(pw, sizeof pw, "%d", f->photo_w);
     snprintf(ph, sizeof ph, "%d", f->photo_h);
@@ -203,9 +207,9 @@ static int cache_store(const dn_extractor *x, const char *path, const dn_feats *
         rc = dn_st_writer_meta(&w, "photo_width", pw);
     if (!rc)
         rc = dn_st_writer_meta(&w, "photo_height", ph);
-    for (int i = 0; i < 3 && !rc; i++) {
+    for (int i = 0; i < x->n_taps && !rc; i++) {
         int64_t shape[3] = {maps[i]->h, maps[i]->w, maps[i]->c};
-        rc = dn_st_writer_add(&w, names[i], 3, shape, maps[i]->data);
+        rc = dn_st_writer_add(&w, tap_names[i], 3, shape, maps[i]->data);
     }
     if (!rc)
         rc = dn_st_writer_save(&w, path);

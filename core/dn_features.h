@@ -2,7 +2,8 @@
  * cache of it so that retraining never runs the backbone again.
  *
  * Per image, at input size S x S (the whole image resized, no crop): the final map
- * (stride 32, 1280 channels for MobileNetV2) and the block outputs at stride 8 and 16.
+ * (stride 32, 1280 channels for MobileNetV2), the block outputs at stride 8 and 16, and
+ * the input of the backbone's trainable tail (160 channels at stride 32).
  * Labelled anomalies are also seen in the 8 rotations/flips of the square input
  * (augmentation 0 is the image itself). */
 #ifndef DN_FEATURES_H
@@ -12,10 +13,11 @@
 
 #define DN_AUGMENTATIONS 8
 #define DN_FEATURES_FORMAT "devnet-features"
-#define DN_FEATURES_VERSION "1"
+#define DN_FEATURES_VERSION "2"
 
 typedef struct dn_feats {
     dn_fmap final, s8, s16;
+    dn_fmap tail_in; /* input of the backbone's trainable tail (dn_tail.h); empty without one */
     int photo_w, photo_h; /* size of the original image (after EXIF orientation) */
     float *buf;           /* owns the three maps */
 } dn_feats;
@@ -24,7 +26,8 @@ typedef struct dn_extractor {
     const dn_backbone *bb;
     dn_forward fw;
     int size;
-    int taps[3];  /* final, stride 8, stride 16 */
+    int taps[4];  /* final, stride 8, stride 16, tail input */
+    int n_taps;
     float *input; /* size * size * 3 */
     float *turned;
     char cache_dir[4096]; /* empty: no cache */

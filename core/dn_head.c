@@ -108,8 +108,7 @@ void dn_head_backward(const dn_head *h, const float *feat, const float *patch_sc
     }
 }
 
-/* mu and sigma of this step's draw from the prior N(0, 1). */
-static void reference_stats(dn_rng *r, float *mu, float *sigma)
+void dn_deviation_reference(dn_rng *r, float *mu, float *sigma)
 {
     double s = 0, s2 = 0;
     for (int i = 0; i < DN_DEVNET_REF_SAMPLES; i++) {
@@ -123,31 +122,41 @@ static void reference_stats(dn_rng *r, float *mu, float *sigma)
     *sigma = (float)sqrt((s2 - DN_DEVNET_REF_SAMPLES * m * m) / (DN_DEVNET_REF_SAMPLES - 1));
 }
 
-typedef struct adam {
-    float *m, *v;
-    int t;
-} adam;
+int dn_adam_init(dn_adam *a, size_t n)
+{
+    a->m = calloc(n ? n : 1, sizeof(float));
+    a->v = calloc(n ? n : 1, sizeof(float));
+    a->t = 0;
+    return a->m && a->v ? 0 : -1;
+}
 
-static void adam_step(adam *a, float *w, const float *g, int n, float lr)
+void dn_adam_free(dn_adam *a)
+{
+    free(a->m);
+    free(a->v);
+    a->m = a->v = NULL;
+}
+
+void dn_adam_step(dn_adam *a, float *w, const float *g, size_t n, float lr)
 {
     const float b1 = 0.9f, b2 = 0.999f, eps = 1e-8f;
     a->t++;
     float c1 = 1.0f - powf(b1, (float)a->t), c2 = 1.0f - powf(b2, (float)a->t);
-    for (int i = 0; i < n; i++) {
+    for (size_t i = 0; i < n; i++) {
         a->m[i] = b1 * a->m[i] + (1 - b1) * g[i];
         a->v[i] = b2 * a->v[i] + (1 - b2) * g[i] * g[i];
         w[i] -= lr * (a->m[i] / c1) / (sqrtf(a->v[i] / c2) + eps);
     }
 }
 
-static void clip_by_norm(float *g, int n, float max_norm)
+void dn_clip_by_norm(float *g, size_t n, float max_norm)
 {
     double s = 0;
-    for (int i = 0; i < n; i++)
+    for (size_t i = 0; i < n; i++)
         s += (double)g[i] * g[i];
     double norm = sqrt(s);
     if (max_norm > 0 && norm > max_norm)
-        for (int i = 0; i < n; i++)
+        for (size_t i = 0; i < n; i++)
             g[i] *= (float)(max_norm / norm);
 }
 
@@ -172,9 +181,9 @@ int dn_head_train(dn_head *h, const dn_head_data *d, const dn_head_opts *o, dn_e
     int n = h->dim + 1;
     float *grad = malloc((size_t)n * sizeof *grad), *scores = malloc((size_t)d->n_patch * sizeof *scores);
     int *topk = malloc((size_t)dn_topk_count(d->n_patch) * sizeof *topk);
-    adam a = {calloc((size_t)n, sizeof(float)), calloc((size_t)n, sizeof(float)), 0};
-    if (!grad || !scores || !topk || !a.m || !a.v) {
-        free(grad), free(scores), free(topk), free(a.m), free(a.v);
+    dn_adam a;
+    if (dn_adam_init(&a, (size_t)n) || !grad || !scores || !topk) {
+        free(grad), free(scores), free(topk), dn_adam_free(&a);
         return dn_error_set(err, DN_ENOMEM, "out of memory training the head");
     }
     dn_rng r;
@@ -182,7 +191,7 @@ int dn_head_train(dn_head *h, const dn_head_data *d, const dn_head_opts *o, dn_e
     float inv_batch = 1.0f / (2.0f * o->batch);
     for (int step = 0; step < o->steps; step++) {
         float mu, sigma;
-        reference_stats(&r, &mu, &sigma);
+        dn_deviation_reference(&r, &mu, &sigma);
         memset(grad, 0, (size_t)n * sizeof *grad);
         for (int b = 0; b < o->batch; b++) { /* balanced: half normal, half anomalous */
             const float *fn = d->normal[dn_rng_below(&r, (uint64_t)d->n_normal)];
@@ -192,10 +201,10 @@ int dn_head_train(dn_head *h, const dn_head_data *d, const dn_head_opts *o, dn_e
         }
         for (int i = 0; i < h->dim; i++)
             grad[i] += o->weight_decay * h->w[i];
-        clip_by_norm(grad, n, o->clip_norm);
+        dn_clip_by_norm(grad, (size_t)n, o->clip_norm);
         float lr = step >= (int)(o->lr_decay_at * o->steps) ? 0.1f * o->lr : o->lr;
-        adam_step(&a, h->w, grad, n, lr);
+        dn_adam_step(&a, h->w, grad, (size_t)n, lr);
     }
-    free(grad), free(scores), free(topk), free(a.m), free(a.v);
+    free(grad), free(scores), free(topk), dn_adam_free(&a);
     return DN_OK;
 }

@@ -10,6 +10,7 @@
 #define DN_HEAD_H
 
 #include "dn_error.h"
+#include "dn_rng.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -69,5 +70,22 @@ void dn_head_backward(const dn_head *h, const float *feat, const float *patch_sc
 
 /* Trains h on d. Returns DN_OK, or DN_EINVAL when there is nothing to train on. */
 int dn_head_train(dn_head *h, const dn_head_data *d, const dn_head_opts *o, dn_error *err);
+
+/* Training pieces shared with the tail fine-tuning (dn_tail.c). */
+
+/* mu and sigma of this step's draw of DN_DEVNET_REF_SAMPLES from the prior N(0, 1). */
+void dn_deviation_reference(dn_rng *r, float *mu, float *sigma);
+
+/* Adam (beta 0.9, 0.999, eps 1e-8) over n parameters. */
+typedef struct dn_adam {
+    float *m, *v;
+    int t;
+} dn_adam;
+int dn_adam_init(dn_adam *a, size_t n); /* 0, or -1 when out of memory */
+void dn_adam_step(dn_adam *a, float *w, const float *g, size_t n, float lr);
+void dn_adam_free(dn_adam *a);
+
+/* Scales g so that its global L2 norm is at most max_norm (<= 0: no clipping). */
+void dn_clip_by_norm(float *g, size_t n, float max_norm);
 
 #endif

@@ -34,6 +34,7 @@ void dn_model_init(dn_model *m)
 void dn_model_free(dn_model *m)
 {
     dn_head_free(&m->head);
+    dn_tail_free(&m->tail);
     dn_bank_free(&m->bank);
     free(m->cal_scores);
     dn_error saved = m->err;
@@ -65,6 +66,24 @@ static float topk_mean(const float *v, int n)
     return dn_topk_abs_mean(v, n, dn_topk_count(n), NULL);
 }
 
+/* The final map the head reads: the backbone's, or the fine-tuned tail's on the cached
+ * tail input (acts then holds the tail's activations; the caller frees it). */
+static const float *head_input(const dn_model *m, const dn_feats *f, float **acts, dn_error *err)
+{
+    *acts = NULL;
+    if (!m->has_tail)
+        return f->final.data;
+    if (f->tail_in.c != m->tail.layer[0].cin || f->tail_in.h != f->final.h || f->tail_in.w != f->final.w) {
+        dn_error_set(err, DN_EMISMATCH, "features lack the tail input this model needs");
+        return NULL;
+    }
+    if (!(*acts = malloc(dn_tail_act_floats(&m->tail, f->tail_in.h, f->tail_in.w) * sizeof(float)))) {
+        dn_error_set(err, DN_ENOMEM, "out of memory running the tail");
+        return NULL;
+    }
+    return dn_tail_forward(&m->tail, f->tail_in.data, f->tail_in.h, f->tail_in.w, *acts);
+}
+
 static int raw_head(const dn_model *m, const dn_feats *f, dn_raw *r, dn_error *err)
 {
     int n = f->final.h * f->final.w;
@@ -73,9 +92,16 @@ static int raw_head(const dn_model *m, const dn_feats *f, dn_raw *r, dn_error *e
                             f->final.c, m->head.dim);
     r->hf = f->final.h;
     r->wf = f->final.w;
-    if (!(r->head_patches = malloc((size_t)n * sizeof(float))))
+    float *acts;
+    const float *final = head_input(m, f, &acts, err);
+    if (!final)
+        return err->code;
+    if (!(r->head_patches = malloc((size_t)n * sizeof(float)))) {
+        free(acts);
         return dn_error_set(err, DN_ENOMEM, "out of memory scoring");
-    dn_head_patch_scores(&m->head, f->final.data, n, r->head_patches);
+    }
+    dn_head_patch_scores(&m->head, final, n, r->head_patches);
+    free(acts);
     for (int i = 0; i < n; i++)
         r->head_patches[i] = fabsf(r->head_patches[i]);
     r->head = topk_mean(r->head_patches, n);
@@ -206,6 +232,7 @@ static char *model_json(const dn_model *m)
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "head_type", dn_head_type_name(m->type));
     cJSON_AddNumberToObject(o, "input_size", m->size);
+    cJSON_AddBoolToObject(o, "tail", m->has_tail);
     cJSON_AddNumberToObject(o, "topk_fraction", DN_DEVNET_TOPK_FRACTION);
     cJSON_AddNumberToObject(o, "threshold", m->threshold);
     cJSON_AddNumberToObject(o, "w_head", m->w_head);
@@ -239,6 +266,9 @@ int dn_model_save(const dn_model *m, const char *path, dn_error *err)
         rc = dn_st_writer_add(&w, "head", 1, hshape, m->head.w);
     if (!rc && m->has_bank)
         rc = dn_st_writer_add(&w, "bank", 2, bshape, m->bank.x);
+    int64_t tshape[1] = {(int64_t)m->tail.n_params};
+    if (!rc && m->has_tail)
+        rc = dn_st_writer_add(&w, "tail", 1, tshape, m->tail.params);
     if (!rc)
         rc = dn_st_writer_add(&w, "calibration", 1, cshape, m->cal_scores);
     if (!rc)
@@ -278,11 +308,12 @@ static int parse_model_json(dn_model *m, const char *text)
               read_stat(o, "img_bank", &m->img_bank) || read_stat(o, "patch_head", &m->patch_head) ||
               read_stat(o, "patch_bank", &m->patch_bank);
     m->size = (int)size;
+    m->has_tail = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "tail"));
     cJSON_Delete(o);
     return bad ? dn_error_set(&m->err, DN_EFORMAT, "model metadata is incomplete or not finite") : DN_OK;
 }
 
-static int load_tensors(dn_model *m, const dn_safetensors *st)
+static int load_tensors(dn_model *m, const dn_safetensors *st, const dn_backbone *bb)
 {
     const dn_st_tensor *head = dn_st_find(st, "head"), *bank = dn_st_find(st, "bank");
     const dn_st_tensor *cal = dn_st_find(st, "calibration");
@@ -308,11 +339,18 @@ static int load_tensors(dn_model *m, const dn_safetensors *st)
     }
     if (m->has_bank)
         rc = dn_bank_from(&m->bank, bank->data, (int)bank->shape[0], (int)bank->shape[1], &m->err);
+    const dn_st_tensor *tail = dn_st_find(st, "tail");
+    if (!rc && m->has_tail && (!bb || !tail || tail->ndim != 1))
+        rc = dn_error_set(&m->err, DN_EFORMAT, "model has a fine-tuned tail but %s",
+                          bb ? "no tail tensor" : "no backbone was given to run it on");
+    if (!rc && m->has_tail)
+        rc = dn_tail_with_params(&m->tail, bb, tail->data, tail->count, &m->err);
     return rc;
 }
 
-int dn_model_load(dn_model *m, const char *path, const char *backbone_sha256)
+int dn_model_load(dn_model *m, const char *path, const dn_backbone *bb)
 {
+    const char *backbone_sha256 = bb ? bb->sha256 : NULL;
     dn_model_free(m);
     dn_safetensors st;
     dn_st_init(&st);
@@ -322,22 +360,22 @@ int dn_model_load(dn_model *m, const char *path, const char *backbone_sha256)
         return rc;
     }
     const char *fmt = dn_st_meta(&st, "format"), *ver = dn_st_meta(&st, "format_version");
-    const char *bb = dn_st_meta(&st, "backbone_sha256"), *info = dn_st_meta(&st, "info");
+    const char *file_bb = dn_st_meta(&st, "backbone_sha256"), *info = dn_st_meta(&st, "info");
     if (!fmt || strcmp(fmt, DN_MODEL_FORMAT))
         rc = dn_error_set(&m->err, DN_EFORMAT, "%s is not a devnet model", path);
     else if (!ver || strcmp(ver, DN_MODEL_VERSION))
         rc = dn_error_set(&m->err, DN_EMISMATCH, "%s: model format version %s, this build reads %s",
                           path, ver ? ver : "(none)", DN_MODEL_VERSION);
-    else if (!bb || strlen(bb) != 64 || (backbone_sha256 && strcmp(bb, backbone_sha256)))
+    else if (!file_bb || strlen(file_bb) != 64 || (backbone_sha256 && strcmp(file_bb, backbone_sha256)))
         rc = dn_error_set(&m->err, DN_EMISMATCH,
                           "%s was trained on another backbone (sha256 %.12s..., loaded %.12s...)", path,
-                          bb ? bb : "?", backbone_sha256 ? backbone_sha256 : "?");
+                          file_bb ? file_bb : "?", backbone_sha256 ? backbone_sha256 : "?");
     if (!rc)
         rc = parse_model_json(m, dn_st_meta(&st, "model"));
     if (!rc)
-        rc = load_tensors(m, &st);
+        rc = load_tensors(m, &st, bb);
     if (!rc) {
-        snprintf(m->backbone_sha256, sizeof m->backbone_sha256, "%s", bb);
+        snprintf(m->backbone_sha256, sizeof m->backbone_sha256, "%s", file_bb);
         snprintf(m->info, sizeof m->info, "%s", info ? info : "{}");
     }
     dn_st_free(&st);

@@ -14,6 +14,7 @@
 #include "dn_features.h"
 #include "dn_head.h"
 #include "dn_normality.h"
+#include "dn_tail.h"
 
 #define DN_MODEL_FORMAT "devnet-model"
 #define DN_MODEL_VERSION "1"
@@ -29,8 +30,9 @@ typedef struct dn_stat {
 typedef struct dn_model {
     dn_head_type type;
     int size;            /* backbone input size */
-    int has_head, has_bank;
+    int has_head, has_bank, has_tail;
     dn_head head;
+    dn_tail tail;        /* fine-tuned backbone tail under the head (has_tail) */
     dn_bank bank;
     dn_stat img_head, img_bank, img_fused;   /* image scores of held-out normals */
     dn_stat patch_head, patch_bank;          /* patch scores of held-out normals */
@@ -84,7 +86,8 @@ int dn_model_score(const dn_model *m, const dn_feats *f, dn_score *s, dn_error *
  * the format and version, backbone sha256, head type, input size, K, threshold and
  * calibration statistics, and the training information. */
 int dn_model_save(const dn_model *m, const char *path, dn_error *err);
-/* Loads and checks a model; backbone_sha256 (may be NULL) must match the file's. */
-int dn_model_load(dn_model *m, const char *path, const char *backbone_sha256);
+/* Loads and checks a model against the backbone it will run on (bb may be NULL to read a
+ * model without a tail for inspection: no backbone check then). */
+int dn_model_load(dn_model *m, const char *path, const dn_backbone *bb);
 
 #endif

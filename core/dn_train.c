@@ -19,6 +19,7 @@ void dn_train_opts_default(dn_train_opts *o)
     o->bank_max = 16384;
     o->proj_dim = 64;
     dn_head_opts_default(&o->head);
+    dn_tail_opts_default(&o->tail_opts);
     o->rule = DN_THRESHOLD_QUANTILE;
     o->quantile = 0.99f;
 }
@@ -68,37 +69,52 @@ static int build_bank(dn_model *m, const dn_train_set *set, const int *fit, int 
     return rc;
 }
 
-/* Trains head h on the fit normals and every labelled anomaly but `left_out` (-1: all). */
-static int fit_head(dn_head *h, const dn_train_set *set, const int *fit, int n_fit, int left_out,
-                    const dn_train_opts *o, uint64_t seed, dn_error *err)
+/* Trains the head branch of hm (the head, and the backbone's tail under it when o->tail)
+ * on the fit normals and every labelled anomaly but `left_out` (-1: all). */
+static int fit_head(dn_model *hm, const dn_backbone *bb, const dn_train_set *set, const int *fit,
+                    int n_fit, int left_out, const dn_train_opts *o, uint64_t seed, dn_error *err)
 {
     int n_copies = set->n_anomaly * set->n_aug, dim = set->normal[fit[0]]->final.c, n_a = 0;
     const float **normal = malloc((size_t)n_fit * sizeof *normal);
-    const float **anomaly = malloc((size_t)n_copies * sizeof *anomaly);
-    int rc = normal && anomaly ? dn_head_init(h, dim, seed, err)
+    const float **anomaly = malloc(((size_t)n_copies + 1) * sizeof *anomaly);
+    int rc = normal && anomaly ? dn_head_init(&hm->head, dim, seed, err)
                                : dn_error_set(err, DN_ENOMEM, "out of memory training the head");
-    for (int i = 0; !rc && i < n_fit; i++)
-        normal[i] = set->normal[fit[i]]->final.data;
+    hm->has_head = 1;
+    hm->has_tail = o->tail;
+    if (!rc && o->tail)
+        rc = dn_tail_init(&hm->tail, bb, err);
+    for (int i = 0; !rc && i < n_fit; i++) {
+        const dn_feats *f = set->normal[fit[i]];
+        normal[i] = o->tail ? f->tail_in.data : f->final.data;
+    }
     for (int i = 0; !rc && i < n_copies; i++)
         if (i / set->n_aug != left_out)
-            anomaly[n_a++] = set->anomaly[i]->final.data;
+            anomaly[n_a++] = o->tail ? set->anomaly[i]->tail_in.data : set->anomaly[i]->final.data;
     const dn_feats *f0 = set->normal[fit[0]];
-    dn_head_data d = {normal, n_fit, anomaly, n_a, f0->final.h * f0->final.w};
-    dn_head_opts ho = o->head;
-    ho.seed = seed;
-    if (!rc)
-        rc = dn_head_train(h, &d, &ho, err);
+    if (!rc && o->tail && !f0->tail_in.data)
+        rc = dn_error_set(err, DN_EINVAL, "features lack the tail input (backbone without a tail)");
+    if (!rc && o->tail) {
+        dn_tail_data d = {normal, n_fit, anomaly, n_a, f0->tail_in.h, f0->tail_in.w};
+        dn_tail_opts to = o->tail_opts;
+        to.seed = seed;
+        rc = dn_tail_train(&hm->tail, &hm->head, &d, &to, err);
+    } else if (!rc) {
+        dn_head_data d = {normal, n_fit, anomaly, n_a, f0->final.h * f0->final.w};
+        dn_head_opts ho = o->head;
+        ho.seed = seed;
+        rc = dn_head_train(&hm->head, &d, &ho, err);
+    }
     free(normal);
     free(anomaly);
     return rc;
 }
 
-static int train_head(dn_model *m, const dn_train_set *set, const int *fit, int n_fit,
-                      const dn_train_opts *o, dn_error *err)
+static int train_head(dn_model *m, const dn_backbone *bb, const dn_train_set *set, const int *fit,
+                      int n_fit, const dn_train_opts *o, dn_error *err)
 {
-    progress(o, "head", 0, 1);
-    int rc = fit_head(&m->head, set, fit, n_fit, -1, o, o->seed, err);
-    progress(o, "head", 1, 1);
+    progress(o, o->tail ? "head + tail" : "head", 0, 1);
+    int rc = fit_head(m, bb, set, fit, n_fit, -1, o, o->seed, err);
+    progress(o, o->tail ? "head + tail" : "head", 1, 1);
     return rc;
 }
 
@@ -137,58 +153,64 @@ static int calibrate_branches(dn_model *m, const dn_train_set *set, const int *h
     return rc;
 }
 
-/* Head score of one image under head h, standardised by h's own held-out scores. */
-static float head_z(const dn_head *h, const dn_feats *f, dn_stat st, float *scratch)
+/* Head-branch image score of hm on one image. */
+static int head_score(const dn_model *hm, const dn_feats *f, float *out, dn_error *err)
 {
-    return (dn_head_score(h, f->final.data, f->final.h * f->final.w, scratch) - st.mu) / st.sigma;
+    dn_raw r;
+    int rc = dn_model_raw(hm, f, &r, err);
+    if (!rc)
+        *out = r.head;
+    dn_raw_free(&r);
+    return rc;
 }
 
-/* Held-out statistics of head h's image scores. */
-static dn_stat head_stat(const dn_head *h, const dn_train_set *set, const int *hold, int n_hold,
-                         float *scratch, float *buf)
+/* Standardised head score of an anomaly under hm, by hm's own held-out scores. */
+static int head_z(const dn_model *hm, const dn_train_set *set, const int *hold, int n_hold,
+                  const dn_feats *fa, float *buf, float *z, dn_error *err)
 {
-    for (int i = 0; i < n_hold; i++) {
-        const dn_feats *f = set->normal[hold[i]];
-        buf[i] = dn_head_score(h, f->final.data, f->final.h * f->final.w, scratch);
-    }
-    return stat_of(buf, (size_t)n_hold);
+    int rc = DN_OK;
+    for (int i = 0; !rc && i < n_hold; i++)
+        rc = head_score(hm, set->normal[hold[i]], &buf[i], err);
+    float s = 0;
+    if (!rc)
+        rc = head_score(hm, fa, &s, err);
+    dn_stat st = stat_of(buf, (size_t)n_hold);
+    *z = (s - st.mu) / st.sigma;
+    return rc;
 }
 
 /* Median standardised score of the labelled anomalies when they were NOT used for
  * training: the head is retrained without each one (leave-one-out); the bank never sees
  * anomalies. The median, not the mean: a few anomalies far out would otherwise make a
  * branch look better than it ranks (the head on magnetic_tile). */
-static int loo_anomaly_medians(const dn_model *m, const dn_train_set *set, const int *fit, int n_fit,
-                               const int *hold, int n_hold, const dn_train_opts *o, double *mu,
-                               dn_error *err)
+static int loo_anomaly_medians(const dn_model *m, const dn_backbone *bb, const dn_train_set *set,
+                               const int *fit, int n_fit, const int *hold, int n_hold,
+                               const dn_train_opts *o, double *mu, dn_error *err)
 {
-    const dn_feats *f0 = set->normal[fit[0]];
     int k = set->n_anomaly;
-    float *scratch = malloc((size_t)f0->final.h * f0->final.w * sizeof *scratch);
     float *buf = malloc((size_t)n_hold * sizeof *buf), *zh = malloc((size_t)k * sizeof *zh);
     float *zb = malloc((size_t)k * sizeof *zb);
-    int rc = scratch && buf && zh && zb ? DN_OK : dn_error_set(err, DN_ENOMEM, "out of memory");
+    int rc = buf && zh && zb ? DN_OK : dn_error_set(err, DN_ENOMEM, "out of memory");
     for (int a = 0; !rc && a < k; a++) {
-        dn_head h = {0};
+        dn_model hm;
+        dn_model_init(&hm);
         const dn_feats *fa = set->anomaly[(size_t)a * set->n_aug];
-        rc = fit_head(&h, set, fit, n_fit, a, o, o->seed + 1 + (uint64_t)a, err);
+        rc = fit_head(&hm, bb, set, fit, n_fit, a, o, o->seed + 1 + (uint64_t)a, err);
+        if (!rc)
+            rc = head_z(&hm, set, hold, n_hold, fa, buf, &zh[a], err);
         dn_raw r;
-        if (!rc) {
-            zh[a] = head_z(&h, fa, head_stat(&h, set, hold, n_hold, scratch, buf), scratch);
-            rc = dn_model_raw(m, fa, &r, err);
-        }
-        if (!rc) {
+        if (!rc && !(rc = dn_model_raw(m, fa, &r, err))) {
             zb[a] = (r.bank - m->img_bank.mu) / m->img_bank.sigma;
             dn_raw_free(&r);
         }
-        dn_head_free(&h);
+        dn_model_free(&hm);
         progress(o, "fusion weights", a + 1, k);
     }
     if (!rc) {
         mu[0] = dn_quantile(zh, (size_t)k, 0.5);
         mu[1] = dn_quantile(zb, (size_t)k, 0.5);
     }
-    free(scratch), free(buf), free(zh), free(zb);
+    free(buf), free(zh), free(zb);
     return rc;
 }
 
@@ -198,8 +220,9 @@ static int loo_anomaly_medians(const dn_model *m, const dn_train_set *set, const
  * weights normalised to sum 1. A branch that does not separate unseen anomalies from
  * normals gets little or no weight, so the fusion does not lose to its better part. With
  * fewer than two labelled anomalies nothing can validate the head: weight 0. */
-static int fusion_weights(dn_model *m, const dn_train_set *set, const int *fit, int n_fit,
-                          const int *hold, const calib *c, const dn_train_opts *o, dn_error *err)
+static int fusion_weights(dn_model *m, const dn_backbone *bb, const dn_train_set *set, const int *fit,
+                          int n_fit, const int *hold, const calib *c, const dn_train_opts *o,
+                          dn_error *err)
 {
     if (!m->has_head || !m->has_bank)
         return DN_OK;
@@ -209,7 +232,7 @@ static int fusion_weights(dn_model *m, const dn_train_set *set, const int *fit, 
         return DN_OK;
     }
     double mu[2], s00 = 0, s01 = 0, s11 = 0;
-    int rc = loo_anomaly_medians(m, set, fit, n_fit, hold, c->n, o, mu, err);
+    int rc = loo_anomaly_medians(m, bb, set, fit, n_fit, hold, c->n, o, mu, err);
     if (rc)
         return rc;
     for (int i = 0; i < c->n; i++) {
@@ -360,8 +383,8 @@ static int choose_type(dn_model *m, const dn_train_set *set, const dn_train_opts
     return DN_OK;
 }
 
-int dn_train(dn_model *m, const dn_train_set *set, const dn_train_opts *o,
-             const char *backbone_sha256, dn_error *err)
+int dn_train(dn_model *m, const dn_train_set *set, const dn_train_opts *o, const dn_backbone *bb,
+             dn_error *err)
 {
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
@@ -376,16 +399,16 @@ int dn_train(dn_model *m, const dn_train_set *set, const dn_train_opts *o,
     n_hold = n_hold ? n_hold : n_fit;
     calib c = {0};
     m->size = o->size;
-    snprintf(m->backbone_sha256, sizeof m->backbone_sha256, "%s", backbone_sha256);
+    snprintf(m->backbone_sha256, sizeof m->backbone_sha256, "%s", bb->sha256);
     int rc = choose_type(m, set, o, err);
     if (!rc && m->has_bank)
         rc = build_bank(m, set, fit, n_fit, o, err);
     if (!rc && m->has_head)
-        rc = train_head(m, set, fit, n_fit, o, err);
+        rc = train_head(m, bb, set, fit, n_fit, o, err);
     if (!rc)
         rc = calibrate_branches(m, set, hold, n_hold, &c, err);
     if (!rc)
-        rc = fusion_weights(m, set, fit, n_fit, hold, &c, o, err);
+        rc = fusion_weights(m, bb, set, fit, n_fit, hold, &c, o, err);
     if (!rc)
         rc = patch_stats(m, &c, err);
     if (!rc)

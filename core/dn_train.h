@@ -34,6 +34,8 @@ typedef struct dn_train_opts {
     int bank_max;        /* coreset size (16384) */
     int proj_dim;        /* random projection for the coreset selection (0 = none) */
     dn_head_opts head;
+    int tail;            /* fine-tune the backbone's tail under the head (dn_tail.h) */
+    dn_tail_opts tail_opts;
     dn_threshold_rule rule;
     float quantile;      /* normal quantile for DN_THRESHOLD_QUANTILE (0.99) */
     /* progress, may be NULL: stage name, steps done and total */
@@ -45,7 +47,7 @@ void dn_train_opts_default(dn_train_opts *o);
 
 /* Trains m from set. A fusion or devnet model without labelled anomalies falls back to
  * the normality branch alone (the model's head type says so); devnet alone refuses. */
-int dn_train(dn_model *m, const dn_train_set *set, const dn_train_opts *o,
-             const char *backbone_sha256, dn_error *err);
+int dn_train(dn_model *m, const dn_train_set *set, const dn_train_opts *o, const dn_backbone *bb,
+             dn_error *err);
 
 #endif
