@@ -64,7 +64,18 @@ static void feats_of(dn_extractor *x, char **paths, int n, int n_aug, dn_feats *
         }
 }
 
+static void train_model_opts(fixture *fx, dn_head_type type, int tail, dn_model *m, double *auroc,
+                             dn_feats *keep_test);
+
 static void train_model(fixture *fx, dn_head_type type, dn_model *m, double *auroc)
+{
+    train_model_opts(fx, type, 0, m, auroc, NULL);
+}
+
+/* Trains on generated images; keep_test (may be NULL) receives the first test image's
+ * features (anomalous) for later comparisons. */
+static void train_model_opts(fixture *fx, dn_head_type type, int tail, dn_model *m, double *auroc,
+                             dn_feats *keep_test)
 {
     enum { NN = 24, NA = 3, NT = 10 };
     char dir[128], *normal[NN], *anom[NA], *tn[NT], *ta[NT];
@@ -97,6 +108,8 @@ static void train_model(fixture *fx, dn_head_type type, dn_model *m, double *aur
     o.type = type;
     o.size = SIZE;
     o.head.steps = 150;
+    o.tail = tail;
+    o.tail_opts.steps = 60;
     dn_error err;
     cr_assert_eq(dn_train(m, &set, &o, &fx->bb, &err), DN_OK, "%s", err.msg);
     float scores[2 * NT];
@@ -110,6 +123,10 @@ static void train_model(fixture *fx, dn_head_type type, dn_model *m, double *aur
         dn_score_free(&s);
     }
     *auroc = dn_auroc(scores, labels, 2 * NT);
+    if (keep_test) {
+        *keep_test = ft[NT];
+        dn_feats_init(&ft[NT]);
+    }
     for (int i = 0; i < NN; i++)
         dn_feats_free(&fn[i]), free(normal[i]);
     for (int i = 0; i < NA * DN_AUGMENTATIONS; i++)
@@ -241,5 +258,38 @@ Test(train, zero_anomalies_train_the_normality_branch)
     for (int i = 0; i < 12; i++)
         dn_feats_free(&f[i]), free(normal[i]);
     dn_model_free(&m);
+    teardown(&fx);
+}
+
+Test(train, tail_fine_tuning_trains_scores_and_round_trips)
+{
+    fixture fx;
+    if (!setup(&fx))
+        cr_skip_test("no backbone (make backbone needs ../shared/models): skipped");
+    dn_model m, back;
+    dn_model_init(&m);
+    dn_model_init(&back);
+    dn_feats probe;
+    double auroc;
+    train_model_opts(&fx, DN_HEAD_DEVNET, 1, &m, &auroc, &probe);
+    cr_assert(m.has_tail && m.has_head && !m.has_bank);
+    cr_assert_gt(auroc, 0.9, "image AUROC %g with the tail fine-tuned", auroc);
+    char path[128];
+    snprintf(path, sizeof path, "%s/tail.safetensors", fx.root);
+    dn_error err;
+    cr_assert_eq(dn_model_save(&m, path, &err), DN_OK, "%s", err.msg);
+    cr_assert_eq(dn_model_load(&back, path, &fx.bb), DN_OK, "%s", back.err.msg);
+    cr_assert(back.has_tail);
+    cr_assert_eq(dn_model_load(&back, path, NULL), DN_EFORMAT, "a tail needs the backbone");
+    cr_assert_eq(dn_model_load(&back, path, &fx.bb), DN_OK, "%s", back.err.msg);
+    dn_score a, b;
+    cr_assert_eq(dn_model_score(&m, &probe, &a, &err), DN_OK, "%s", err.msg);
+    cr_assert_eq(dn_model_score(&back, &probe, &b, &err), DN_OK, "%s", err.msg);
+    cr_assert_eq(a.score, b.score, "the reloaded model scores %g, the trained one %g", b.score, a.score);
+    dn_score_free(&a);
+    dn_score_free(&b);
+    dn_feats_free(&probe);
+    dn_model_free(&m);
+    dn_model_free(&back);
     teardown(&fx);
 }
