@@ -32,7 +32,9 @@ TARGETS = {"mvtec_bottle": (0.995, 0.97), "elpv": (0.90, None), "magnetic_tile":
 
 
 def run_eval(devnet, data, head, shots, size):
-    cmd = [str(devnet), "eval", "--data", str(data), "--head", head, "--shots", str(shots),
+    # "X+tail": head X with the backbone's tail fine-tuned under the DevNet head
+    base, tail = (head[:-5], ["--tail"]) if head.endswith("+tail") else (head, [])
+    cmd = [str(devnet), "eval", "--data", str(data), "--head", base, *tail, "--shots", str(shots),
            "--seeds", "1,2,3", "--size", str(size), "--json", "-"]
     t0 = time.time()
     out = subprocess.run(cmd, capture_output=True, text=True)
@@ -54,7 +56,7 @@ def main():
     ap.add_argument("--shared", default=os.environ.get("DEVNET_SHARED", str(ROOT.parent / "shared")))
     ap.add_argument("--size", type=int, default=224)
     ap.add_argument("--datasets", default="mvtec_bottle,elpv,magnetic_tile")
-    ap.add_argument("--heads", default="devnet,normality,fusion")
+    ap.add_argument("--heads", default="devnet,devnet+tail,normality,fusion")
     ap.add_argument("--out", default=str(ROOT / "docs" / "ACCURACY.md"))
     a = ap.parse_args()
     rows = []
@@ -76,9 +78,11 @@ def main():
         "mean ± std over the seeds. Pixel AUROC is pooled over all test pixels (PatchCore); "
         "seg AUROC is the DevNet paper's per-anomalous-image AUROC, averaged.",
         "",
-        "Heads: `devnet` = the faithful DevNet head on the final 1280-channel map; `normality` = "
-        "nearest-normal-patch distance in a coreset memory bank of stride-8/16 descriptors (no "
-        "anomalies used); `fusion` = both, standardised on held-out normals and summed (the "
+        "Heads: `devnet` = the faithful DevNet head on the final 1280-channel map; `devnet+tail` = "
+        "the same with the backbone's last block and final 1x1 convolution fine-tuned under it "
+        "(`--tail`); `normality` = nearest-normal-patch distance in a coreset memory bank of "
+        "stride-8/16 descriptors (no anomalies used); `fusion` = both branches, standardised on "
+        "held-out normals and combined with weights learnt from the data (leave-one-out; the "
         "default). The heatmap (pixel columns) comes from the normality branch whenever the model "
         "has one.",
         "",
