@@ -82,6 +82,8 @@ int dn_tail_init(dn_tail *t, const dn_backbone *bb, dn_error *err)
     }
     if (!rc)
         bind(t);
+    else
+        dn_tail_free(t);
     return rc;
 }
 
@@ -94,6 +96,8 @@ int dn_tail_with_params(dn_tail *t, const dn_backbone *bb, const float *params, 
     if (!rc) {
         memcpy(t->params, params, n * sizeof(float));
         bind(t);
+    } else {
+        dn_tail_free(t);
     }
     return rc;
 }

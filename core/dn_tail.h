@@ -31,7 +31,8 @@ void dn_tail_opts_default(dn_tail_opts *o);
 
 /* The tail of bb: its final map must be a 1x1 convolution reading a 1x1 projection of a
  * depthwise convolution of a 1x1 expansion (MobileNetV2's shape); DN_EUNSUPPORTED if not.
- * Copies the weights. */
+ * Copies the weights. t is overwritten (free it first if it held a tail); on error it is
+ * left empty. */
 int dn_tail_init(dn_tail *t, const dn_backbone *bb, dn_error *err);
 /* The same structure with parameters from elsewhere (a model file): n must match. */
 int dn_tail_with_params(dn_tail *t, const dn_backbone *bb, const float *params, size_t n,

@@ -40,7 +40,9 @@ Test(tail, copy_reproduces_the_backbone_final_map)
     dn_tail t2;
     cr_assert_eq(dn_tail_with_params(&t2, &bb, t.params, t.n_params, &err), DN_OK, "%s", err.msg);
     cr_assert(memcmp(t2.layer[2].weight, t.layer[2].weight, dn_node_weight_count(&t.layer[2]) * 4) == 0);
+    dn_tail_free(&t2);
     cr_assert_eq(dn_tail_with_params(&t2, &bb, t.params, t.n_params - 1, &err), DN_EMISMATCH);
+    cr_assert_null(t2.params, "a refused tail keeps nothing");
     dn_tail_free(&t);
     dn_tail_free(&t2);
     free(acts);
