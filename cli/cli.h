@@ -34,9 +34,11 @@ void cli_progress(void *ctx, const char *stage, int done, int total);
 /* $DEVNET_CACHE, else $XDG_CACHE_HOME/devnet, else ~/.cache/devnet. */
 const char *cli_default_cache(char *buf, int len);
 /* Features of n images in n_aug augmentations each (out[i * n_aug + a]); sha (may be
- * NULL) receives each file's sha256. Prints the error and returns CLI_FAIL on failure. */
+ * NULL) receives each file's sha256. With n_kept NULL any unreadable image fails the call
+ * (printed, CLI_FAIL); otherwise unreadable images are skipped with a warning, the rest
+ * packed at the front, and *n_kept says how many; none readable is a failure. */
 int cli_features(dn_extractor *x, char *const *paths, int n, int n_aug, const char *stage,
-                 dn_feats **out, char (*sha)[65]);
+                 dn_feats **out, char (*sha)[65], int *n_kept);
 void cli_feats_free(dn_feats *f, int n);
 /* sha256 over a list of sha256 hex strings: the identity of a training set. */
 void cli_set_hash(char (*sha)[65], int n, char out[65]);

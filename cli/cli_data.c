@@ -45,20 +45,37 @@ void cli_feats_free(dn_feats *f, int n)
 }
 
 int cli_features(dn_extractor *x, char *const *paths, int n, int n_aug, const char *stage,
-                 dn_feats **out, char (*sha)[65])
+                 dn_feats **out, char (*sha)[65], int *n_kept)
 {
     dn_feats *f = calloc((size_t)n * n_aug + 1, sizeof *f);
     if (!f) {
         fprintf(stderr, "devnet: out of memory for %d feature sets\n", n * n_aug);
         return CLI_FAIL;
     }
+    int kept = 0;
     for (int i = 0; i < n; i++) {
-        for (int a = 0; a < n_aug; a++)
-            if (dn_extractor_file(x, paths[i], a, &f[(size_t)i * n_aug + a], sha ? sha[i] : NULL)) {
-                cli_feats_free(f, n * n_aug);
-                return cli_fail(paths[i], &x->err);
-            }
+        int rc = DN_OK;
+        for (int a = 0; a < n_aug && !rc; a++)
+            rc = dn_extractor_file(x, paths[i], a, &f[(size_t)kept * n_aug + a], sha ? sha[kept] : NULL);
         cli_progress(NULL, stage, i + 1, n);
+        if (!rc) {
+            kept++;
+            continue;
+        }
+        for (int a = 0; a < n_aug; a++)
+            dn_feats_free(&f[(size_t)kept * n_aug + a]);
+        if (!n_kept) {
+            cli_feats_free(f, kept * n_aug);
+            return cli_fail(paths[i], &x->err);
+        }
+        fprintf(stderr, "devnet: skipping an unreadable image: %s\n", x->err.msg);
+    }
+    if (n_kept)
+        *n_kept = kept;
+    if (n && !kept) {
+        fprintf(stderr, "devnet: none of the %d %s could be read\n", n, stage);
+        free(f);
+        return CLI_FAIL;
     }
     *out = f;
     return CLI_OK;

@@ -175,7 +175,7 @@ static int run_seed(const eval_ctx *c, uint64_t seed, seed_result *r, dn_model *
         paths[i] = c->d.test[drawn[i]].path;
     dn_feats *anomaly = NULL;
     if (!rc && k)
-        rc = cli_features(c->x, paths, k, DN_AUGMENTATIONS, "anomalies x8", &anomaly, NULL);
+        rc = cli_features(c->x, paths, k, DN_AUGMENTATIONS, "anomalies x8", &anomaly, NULL, NULL);
     dn_train_opts o = c->a->opts;
     o.seed = seed;
     double t0 = now_s();
@@ -298,9 +298,9 @@ static int load_all(eval_ctx *c)
     for (int i = 0; !rc && i < c->d.n_test; i++)
         sp[i] = c->d.test[i].path;
     if (!rc)
-        rc = cli_features(c->x, tp, c->d.n_train, 1, "train images", &c->train, NULL);
+        rc = cli_features(c->x, tp, c->d.n_train, 1, "train images", &c->train, NULL, NULL);
     if (!rc)
-        rc = cli_features(c->x, sp, c->d.n_test, 1, "test images", &c->test, NULL);
+        rc = cli_features(c->x, sp, c->d.n_test, 1, "test images", &c->test, NULL, NULL);
     free(tp);
     free(sp);
     return rc;

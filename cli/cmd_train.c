@@ -137,25 +137,28 @@ static int train_from(const train_args *a, const dn_backbone *bb, dn_extractor *
         npaths[i] = d->train[i].path;
     char (*sha)[65] = calloc((size_t)d->n_train + n_anom + 1, sizeof *sha), hash[65];
     dn_feats *normal = NULL, *anomaly = NULL;
+    /* an unreadable training image is skipped with a warning, not the end of training */
+    int n_normal = 0, n_labelled = 0;
     if (!rc)
-        rc = cli_features(x, npaths, d->n_train, 1, "normal images", &normal, sha);
+        rc = cli_features(x, npaths, d->n_train, 1, "normal images", &normal, sha, &n_normal);
     if (!rc && n_anom)
-        rc = cli_features(x, apaths, n_anom, DN_AUGMENTATIONS, "anomalies x8", &anomaly, sha + d->n_train);
+        rc = cli_features(x, apaths, n_anom, DN_AUGMENTATIONS, "anomalies x8", &anomaly, sha + n_normal,
+                          &n_labelled);
     dn_model m;
     dn_model_init(&m);
     if (!rc) {
-        cli_set_hash(sha, d->n_train + n_anom, hash);
-        rc = cli_fit(bb, normal, d->n_train, anomaly, n_anom, hash, &a->opts, &m);
+        cli_set_hash(sha, n_normal + n_labelled, hash);
+        rc = cli_fit(bb, normal, n_normal, anomaly, n_labelled, hash, &a->opts, &m);
     }
     dn_error err;
     if (!rc && dn_model_save(&m, a->out, &err))
         rc = cli_fail(a->out, &err);
     if (!rc)
         printf("%s\thead %s\tnormals %d\tanomalies %d\tthreshold %.3f\n", a->out,
-               dn_head_type_name(m.type), d->n_train, n_anom, m.threshold);
+               dn_head_type_name(m.type), n_normal, n_labelled, m.threshold);
     dn_model_free(&m);
-    cli_feats_free(normal, d->n_train);
-    cli_feats_free(anomaly, n_anom * DN_AUGMENTATIONS);
+    cli_feats_free(normal, n_normal);
+    cli_feats_free(anomaly, n_labelled * DN_AUGMENTATIONS);
     dn_paths_free(apaths, n_anom);
     free(npaths);
     free(sha);

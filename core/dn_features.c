@@ -245,8 +245,11 @@ int dn_extractor_file(dn_extractor *x, const char *path, int aug, dn_feats *out,
     if (!rc)
         rc = dn_extractor_image(x, &img, aug, out);
     dn_image_free(&img);
-    if (rc)
-        return dn_error_set(&x->err, rc, "%s: %s", path, x->err.msg);
+    if (rc) {
+        char why[DN_ERROR_MSG_MAX]; /* the message is rewritten from itself: copy it first */
+        snprintf(why, sizeof why, "%s", x->err.msg);
+        return dn_error_set(&x->err, rc, "%s: %s", path, why);
+    }
     dn_error ignored; /* a cache that cannot be written only costs time */
     if (x->cache_dir[0])
         cache_store(x, cached, out, &ignored);

@@ -293,3 +293,21 @@ Test(train, tail_fine_tuning_trains_scores_and_round_trips)
     dn_model_free(&back);
     teardown(&fx);
 }
+
+Test(train, unreadable_image_error_names_the_file_once)
+{
+    fixture fx;
+    if (!setup(&fx))
+        cr_skip_test("no backbone (make backbone needs ../shared/models): skipped");
+    char path[128], want[256];
+    snprintf(path, sizeof path, "%s/junk.png", fx.root);
+    FILE *f = fopen(path, "w");
+    fputs("not an image", f);
+    fclose(f);
+    dn_feats feats;
+    dn_feats_init(&feats);
+    cr_assert_eq(dn_extractor_file(&fx.x, path, 0, &feats, NULL), DN_EFORMAT);
+    snprintf(want, sizeof want, "%s: not a JPEG or PNG image", path);
+    cr_assert_str_eq(fx.x.err.msg, want);
+    teardown(&fx);
+}
