@@ -265,6 +265,17 @@ static int write_json(const eval_ctx *c, const dn_model *m, const seed_result *r
     return rc;
 }
 
+/* A tab and the value (with +-std when std >= 0), or "-" where the metric does not apply. */
+static void print_metric(double v, double std)
+{
+    if (isnan(v))
+        fputs("\t-", stdout);
+    else if (std < 0)
+        printf("\t%.4f", v);
+    else
+        printf("\t%.4f+-%.4f", v, std);
+}
+
 static void print_table(const eval_ctx *c, const seed_result *r, double ms)
 {
     const eval_args *a = c->a;
@@ -275,7 +286,7 @@ static void print_table(const eval_ctx *c, const seed_result *r, double ms)
         printf("%llu", (unsigned long long)a->seeds[i]);
         double v[4] = {r[i].auroc, r[i].aupr, r[i].pixel, r[i].seg};
         for (int f = 0; f < 4; f++)
-            isnan(v[f]) ? (void)fputs("\t-", stdout) : (void)printf("\t%.4f", v[f]);
+            print_metric(v[f], -1);
         printf("\t%.2f\n", r[i].train_s);
     }
     size_t fields[] = {offsetof(seed_result, auroc), offsetof(seed_result, aupr),
@@ -284,7 +295,7 @@ static void print_table(const eval_ctx *c, const seed_result *r, double ms)
     for (int f = 0; f < 4; f++) {
         double mean, std;
         mean_std(r, a->n_seeds, fields[f], &mean, &std);
-        isnan(mean) ? (void)fputs("\t-", stdout) : (void)printf("\t%.4f+-%.4f", mean, std);
+        print_metric(mean, std);
     }
     printf("\nms_per_image %.2f (decode + features + score)\n", ms);
 }

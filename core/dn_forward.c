@@ -89,13 +89,12 @@ static int sole_reader(const dn_forward *f, const int *readers, int i, int last,
 
 /* Output rows of depthwise node d per band: its input band (band-1)*stride + k rows of
  * the expanded map should fill about band_bytes. */
-static int choose_band_rows(const dn_forward *f, int d, int ih, int iw)
+static int choose_band_rows(const dn_forward *f, int d, int iw)
 {
     const dn_node *n = &f->bb->graph.nodes[d];
     size_t row_bytes = (size_t)iw * n->cin * sizeof(float);
     long in_rows = (long)(f->band_bytes / row_bytes);
     long rows = in_rows > n->kh ? (in_rows - n->kh) / n->stride_h + 1 : 1;
-    (void)ih;
     return rows < f->out_h[d] ? (int)rows : f->out_h[d];
 }
 
@@ -112,7 +111,7 @@ static void plan_chains(dn_forward *f, int last, const int *readers, const int *
         if (d != e + 1 || p != d + 1 || !is_pointwise(&g->nodes[p]))
             continue; /* the executor runs a chain as three consecutive nodes */
         f->chain_end[e] = p;
-        f->band_rows[d] = choose_band_rows(f, d, f->out_h[e], f->out_w[e]);
+        f->band_rows[d] = choose_band_rows(f, d, f->out_w[e]);
     }
 }
 
