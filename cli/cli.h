@@ -45,9 +45,13 @@ void cli_set_hash(char (*sha)[65], int n, char out[65]);
 /* Array of pointers to f[0..n) (malloc'd), as dn_train_set wants. */
 const dn_feats **cli_pointers(dn_feats *f, int n);
 
-/* Model options shared by train and eval (see cmd_train.c). */
-int cli_model_option(int argc, char **argv, int *i, dn_train_opts *o, const char **backbone,
-                     const char **cache);
+/* What train and eval share on the command line (see cli_model_option in cmd_train.c). */
+typedef struct cli_model_args {
+    const char *data, *backbone, *cache;
+    long shots;
+    dn_train_opts opts;
+} cli_model_args;
+int cli_model_option(int argc, char **argv, int *i, cli_model_args *m);
 /* Trains m on normal features and n_anomaly x DN_AUGMENTATIONS anomaly features. */
 int cli_fit(const dn_backbone *bb, dn_feats *normal, int n_normal, dn_feats *anomaly, int n_anomaly,
             const char *hash, const dn_train_opts *o, dn_model *m);

@@ -20,11 +20,10 @@
 #define EVAL_PIXEL_SIGMA 4.0f
 
 typedef struct eval_args {
-    const char *data, *json, *backbone, *cache;
-    long shots;
+    cli_model_args m;
+    const char *json;
     uint64_t seeds[EVAL_MAX_SEEDS];
     int n_seeds;
-    dn_train_opts opts;
 } eval_args;
 
 typedef struct seed_result {
@@ -56,24 +55,20 @@ static int parse_seeds(const char *s, eval_args *a)
 static int parse_eval(int argc, char **argv, eval_args *a)
 {
     for (int i = 1; i < argc; i++) {
-        int used = cli_model_option(argc, argv, &i, &a->opts, &a->backbone, &a->cache);
+        int used = cli_model_option(argc, argv, &i, &a->m);
         if (used < 0)
             return CLI_USAGE;
         if (used)
             continue;
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(argv[i], "--data") && v)
-            a->data = argv[++i];
-        else if (!strcmp(argv[i], "--json") && v)
+        if (!strcmp(argv[i], "--json") && v)
             a->json = argv[++i];
-        else if (!strcmp(argv[i], "--shots") && v && !cli_int(v, 0, 1000, &a->shots))
-            i++;
         else if (!strcmp(argv[i], "--seeds") && v && !parse_seeds(v, a))
             i++;
         else
             return cli_usage("eval: unexpected or bad argument '%s'", argv[i]);
     }
-    return a->data ? CLI_OK : cli_usage("eval needs --data DIR");
+    return a->m.data ? CLI_OK : cli_usage("eval needs --data DIR");
 }
 
 /* Pixel scores of one test image at its mask's (or photo's) size; mask 0/1 alongside. */
@@ -163,20 +158,20 @@ static double now_s(void)
 
 static int run_seed(const eval_ctx *c, uint64_t seed, seed_result *r, dn_model *m)
 {
-    int k = (int)c->a->shots, *drawn = malloc(((size_t)k + 1) * sizeof *drawn);
+    int k = (int)c->a->m.shots, *drawn = malloc(((size_t)k + 1) * sizeof *drawn);
     int *rest = malloc(((size_t)c->d.n_test + 1) * sizeof *rest), n_rest = 0;
     char **paths = calloc((size_t)k + 1, sizeof *paths);
     dn_error err;
     dn_error_clear(&err);
     int rc = drawn && rest && paths ? DN_OK : dn_error_set(&err, DN_ENOMEM, "out of memory");
     if (!rc && dn_protocol_draw(&c->d, k, seed, drawn, rest, &n_rest, &err))
-        rc = cli_fail(c->a->data, &err);
+        rc = cli_fail(c->a->m.data, &err);
     for (int i = 0; !rc && i < k; i++)
         paths[i] = c->d.test[drawn[i]].path;
     dn_feats *anomaly = NULL;
     if (!rc && k)
         rc = cli_features(c->x, paths, k, DN_AUGMENTATIONS, "anomalies x8", &anomaly, NULL, NULL);
-    dn_train_opts o = c->a->opts;
+    dn_train_opts o = c->a->m.opts;
     o.seed = seed;
     double t0 = now_s();
     if (!rc)
@@ -238,10 +233,10 @@ static int write_json(const eval_ctx *c, const dn_model *m, const seed_result *r
     const eval_args *a = c->a;
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "dataset", c->d.name);
-    cJSON_AddStringToObject(o, "head", dn_head_type_name(a->opts.type));
+    cJSON_AddStringToObject(o, "head", dn_head_type_name(a->m.opts.type));
     cJSON_AddStringToObject(o, "trained_as", dn_head_type_name(m->type));
-    cJSON_AddNumberToObject(o, "size", a->opts.size);
-    cJSON_AddNumberToObject(o, "shots", (double)a->shots);
+    cJSON_AddNumberToObject(o, "size", a->m.opts.size);
+    cJSON_AddNumberToObject(o, "shots", (double)a->m.shots);
     cJSON *seeds = cJSON_AddArrayToObject(o, "seeds");
     for (int i = 0; i < a->n_seeds; i++)
         cJSON_AddItemToArray(seeds, cJSON_CreateNumber((double)a->seeds[i]));
@@ -280,7 +275,7 @@ static void print_table(const eval_ctx *c, const seed_result *r, double ms)
 {
     const eval_args *a = c->a;
     printf("dataset %s, head %s, size %d, shots %ld, %d seeds\n", c->d.name,
-           dn_head_type_name(a->opts.type), a->opts.size, a->shots, a->n_seeds);
+           dn_head_type_name(a->m.opts.type), a->m.opts.size, a->m.shots, a->n_seeds);
     printf("seed\timage_auroc\timage_aupr\tpixel_auroc\tseg_auroc\ttrain_s\n");
     for (int i = 0; i < a->n_seeds; i++) {
         printf("%llu", (unsigned long long)a->seeds[i]);
@@ -338,21 +333,22 @@ static int evaluate(eval_ctx *c)
 int cmd_eval(int argc, char **argv)
 {
     char cache_buf[4096];
-    eval_args a = {.backbone = "build/backbone.safetensors", .shots = 10, .seeds = {1, 2, 3}, .n_seeds = 3};
-    dn_train_opts_default(&a.opts);
-    a.cache = cli_default_cache(cache_buf, sizeof cache_buf);
+    eval_args a = {.m = {.backbone = "build/backbone.safetensors", .shots = 10}, .seeds = {1, 2, 3},
+                   .n_seeds = 3};
+    dn_train_opts_default(&a.m.opts);
+    a.m.cache = cli_default_cache(cache_buf, sizeof cache_buf);
     int rc = parse_eval(argc, argv, &a);
     if (rc)
         return rc;
     dn_backbone bb;
-    if (cli_backbone(&bb, a.backbone))
+    if (cli_backbone(&bb, a.m.backbone))
         return CLI_FAIL;
     dn_extractor x;
     eval_ctx c = {.a = &a, .bb = &bb, .x = &x};
     dn_dataset_init(&c.d);
-    rc = dn_extractor_init(&x, &bb, a.opts.size, a.cache) ? cli_fail("features", &x.err) : CLI_OK;
-    if (!rc && dn_dataset_open(&c.d, a.data))
-        rc = cli_fail(a.data, &c.d.err);
+    rc = dn_extractor_init(&x, &bb, a.m.opts.size, a.m.cache) ? cli_fail("features", &x.err) : CLI_OK;
+    if (!rc && dn_dataset_open(&c.d, a.m.data))
+        rc = cli_fail(a.m.data, &c.d.err);
     if (!rc)
         rc = evaluate(&c);
     cli_feats_free(c.train, c.d.n_train);

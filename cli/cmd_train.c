@@ -10,21 +10,21 @@
 #include <string.h>
 
 typedef struct train_args {
-    const char *data, *anomalies, *out, *backbone, *cache;
-    long shots, seed, size;
-    dn_train_opts opts;
+    cli_model_args m;
+    const char *anomalies, *out;
+    long seed;
 } train_args;
 
-/* Options shared with eval: --head, --size, --tail, --threshold, --quantile, --cache,
- * --no-cache, --backbone. Returns 1 if argv[*i] was one of them (consuming its value), 0 if not, or
- * -1 on a bad value (after printing why). */
-int cli_model_option(int argc, char **argv, int *i, dn_train_opts *o, const char **backbone,
-                     const char **cache)
+/* Options shared with eval: --data, --shots, --head, --size, --tail, --threshold,
+ * --quantile, --cache, --no-cache, --backbone. Returns 1 if argv[*i] was one of them
+ * (consuming its value), 0 if not, or -1 on a bad value (after printing why). */
+int cli_model_option(int argc, char **argv, int *i, cli_model_args *m)
 {
+    dn_train_opts *o = &m->opts;
     const char *a = argv[*i], *v = *i + 1 < argc ? argv[*i + 1] : NULL;
     long n;
     if (!strcmp(a, "--no-cache")) {
-        *cache = "";
+        m->cache = "";
         return 1;
     }
     if (!strcmp(a, "--tail")) {
@@ -50,9 +50,14 @@ int cli_model_option(int argc, char **argv, int *i, dn_train_opts *o, const char
         if (*end || !(o->quantile > 0 && o->quantile < 1))
             return cli_usage("--quantile takes a number in (0, 1)"), -1;
     } else if (!strcmp(a, "--cache")) {
-        *cache = v;
+        m->cache = v;
     } else if (!strcmp(a, "--backbone")) {
-        *backbone = v;
+        m->backbone = v;
+    } else if (!strcmp(a, "--data")) {
+        m->data = v;
+    } else if (!strcmp(a, "--shots")) {
+        if (cli_int(v, 0, 1000, &m->shots))
+            return cli_usage("--shots takes 0..1000"), -1;
     } else {
         return 0;
     }
@@ -63,30 +68,26 @@ int cli_model_option(int argc, char **argv, int *i, dn_train_opts *o, const char
 static int parse_train(int argc, char **argv, train_args *a)
 {
     for (int i = 1; i < argc; i++) {
-        int used = cli_model_option(argc, argv, &i, &a->opts, &a->backbone, &a->cache);
+        int used = cli_model_option(argc, argv, &i, &a->m);
         if (used < 0)
             return CLI_USAGE;
         if (used)
             continue;
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(argv[i], "--data") && v)
-            a->data = argv[++i];
-        else if (!strcmp(argv[i], "--anomalies") && v)
+        if (!strcmp(argv[i], "--anomalies") && v)
             a->anomalies = argv[++i];
         else if (!strcmp(argv[i], "-o") && v)
             a->out = argv[++i];
-        else if (!strcmp(argv[i], "--shots") && v && !cli_int(v, 0, 1000, &a->shots))
-            i++;
         else if (!strcmp(argv[i], "--seed") && v && !cli_int(v, 0, 1L << 40, &a->seed))
             i++;
         else
             return cli_usage("train: unexpected or bad argument '%s'", argv[i]);
     }
-    if (!a->data || !a->out)
+    if (!a->m.data || !a->out)
         return cli_usage("train needs --data DIR and -o MODEL");
-    if (a->shots && a->anomalies)
+    if (a->m.shots && a->anomalies)
         return cli_usage("train: --shots draws anomalies from the test set; --anomalies gives them: not both");
-    a->opts.seed = (uint64_t)a->seed;
+    a->m.opts.seed = (uint64_t)a->seed;
     return CLI_OK;
 }
 
@@ -117,16 +118,16 @@ static int anomaly_paths(const train_args *a, const dn_dataset *d, char ***paths
             dn_error_set(&err, DN_EINVAL, "no images (.png, .jpg, .jpeg) in the anomalies folder");
         return *n ? CLI_OK : cli_fail(a->anomalies, &err);
     }
-    int *drawn = malloc(((size_t)a->shots + 1) * sizeof *drawn), *rest = malloc(((size_t)d->n_test + 1) * sizeof *rest), n_rest;
-    *paths = calloc((size_t)a->shots + 1, sizeof **paths);
-    int rc = drawn && rest && *paths ? dn_protocol_draw(d, (int)a->shots, (uint64_t)a->seed, drawn, rest, &n_rest, &err)
+    int *drawn = malloc(((size_t)a->m.shots + 1) * sizeof *drawn), *rest = malloc(((size_t)d->n_test + 1) * sizeof *rest), n_rest;
+    *paths = calloc((size_t)a->m.shots + 1, sizeof **paths);
+    int rc = drawn && rest && *paths ? dn_protocol_draw(d, (int)a->m.shots, (uint64_t)a->seed, drawn, rest, &n_rest, &err)
                                      : dn_error_set(&err, DN_ENOMEM, "out of memory");
-    for (int i = 0; !rc && i < a->shots; i++)
+    for (int i = 0; !rc && i < a->m.shots; i++)
         (*paths)[i] = strdup(d->test[drawn[i]].path);
-    *n = rc ? 0 : (int)a->shots;
+    *n = rc ? 0 : (int)a->m.shots;
     free(drawn);
     free(rest);
-    return rc ? cli_fail(a->data, &err) : CLI_OK;
+    return rc ? cli_fail(a->m.data, &err) : CLI_OK;
 }
 
 static int train_from(const train_args *a, const dn_backbone *bb, dn_extractor *x, const dn_dataset *d)
@@ -148,7 +149,7 @@ static int train_from(const train_args *a, const dn_backbone *bb, dn_extractor *
     dn_model_init(&m);
     if (!rc) {
         cli_set_hash(sha, n_normal + n_labelled, hash);
-        rc = cli_fit(bb, normal, n_normal, anomaly, n_labelled, hash, &a->opts, &m);
+        rc = cli_fit(bb, normal, n_normal, anomaly, n_labelled, hash, &a->m.opts, &m);
     }
     dn_error err;
     if (!rc && dn_model_save(&m, a->out, &err))
@@ -168,22 +169,22 @@ static int train_from(const train_args *a, const dn_backbone *bb, dn_extractor *
 int cmd_train(int argc, char **argv)
 {
     char cache_buf[4096];
-    train_args a = {.backbone = "build/backbone.safetensors", .shots = 0, .seed = 1};
-    dn_train_opts_default(&a.opts);
-    a.opts.progress = cli_progress;
-    a.cache = cli_default_cache(cache_buf, sizeof cache_buf);
+    train_args a = {.m.backbone = "build/backbone.safetensors", .seed = 1};
+    dn_train_opts_default(&a.m.opts);
+    a.m.opts.progress = cli_progress;
+    a.m.cache = cli_default_cache(cache_buf, sizeof cache_buf);
     int rc = parse_train(argc, argv, &a);
     if (rc)
         return rc;
     dn_backbone bb;
-    if (cli_backbone(&bb, a.backbone))
+    if (cli_backbone(&bb, a.m.backbone))
         return CLI_FAIL;
     dn_dataset d;
     dn_dataset_init(&d);
     dn_extractor x;
-    rc = dn_extractor_init(&x, &bb, a.opts.size, a.cache) ? cli_fail("features", &x.err) : CLI_OK;
-    if (!rc && dn_dataset_open(&d, a.data))
-        rc = cli_fail(a.data, &d.err);
+    rc = dn_extractor_init(&x, &bb, a.m.opts.size, a.m.cache) ? cli_fail("features", &x.err) : CLI_OK;
+    if (!rc && dn_dataset_open(&d, a.m.data))
+        rc = cli_fail(a.m.data, &d.err);
     if (!rc)
         rc = train_from(&a, &bb, &x, &d);
     dn_dataset_free(&d);

@@ -211,24 +211,26 @@ static int mt_split_sort(mt_split *s, const float *scores, const uint8_t *labels
     return 0;
 }
 
-double dn_auroc(const float *scores, const uint8_t *labels, size_t n)
+/* Splits by class, sorts, and applies a metric of the two sorted key arrays. */
+static double split_metric(const float *scores, const uint8_t *labels, size_t n,
+                           double (*metric)(const uint32_t *, size_t, const uint32_t *, size_t))
 {
     mt_split s;
     if (mt_split_sort(&s, scores, labels, n))
         return NAN;
-    double r = mt_auroc_sorted(s.buf, s.np, s.buf + s.np, s.nn);
+    double r = metric(s.buf, s.np, s.buf + s.np, s.nn);
     free(s.buf);
     return r;
 }
 
+double dn_auroc(const float *scores, const uint8_t *labels, size_t n)
+{
+    return split_metric(scores, labels, n, mt_auroc_sorted);
+}
+
 double dn_aupr(const float *scores, const uint8_t *labels, size_t n)
 {
-    mt_split s;
-    if (mt_split_sort(&s, scores, labels, n))
-        return NAN;
-    double r = mt_ap_sorted(s.buf, s.np, s.buf + s.np, s.nn);
-    free(s.buf);
-    return r;
+    return split_metric(scores, labels, n, mt_ap_sorted);
 }
 
 float dn_max_f1_threshold(const float *scores, const uint8_t *labels, size_t n, double *best_f1)

@@ -4,7 +4,6 @@
 #include "test_util.h"
 
 #include <errno.h>
-#include <ftw.h>
 #include <math.h>
 #include <unistd.h>
 
@@ -17,14 +16,7 @@ static char tmp[64];
 
 static void setup(void)
 {
-    strcpy(tmp, "/tmp/dn_ds_XXXXXX");
-    cr_assert_not_null(mkdtemp(tmp));
-}
-
-static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb, (void)flag, (void)ftw;
-    return remove(path);
+    dn_test_mkdtemp(tmp, "dn_ds_");
 }
 
 static const char *at(const char *rel);
@@ -34,7 +26,7 @@ static void teardown(void)
 {
     if (locked)
         chmod(at(locked), 0700); /* else nftw cannot enter it */
-    nftw(tmp, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    dn_test_rmtree(tmp);
 }
 
 TestSuite(dataset, .init = setup, .fini = teardown);

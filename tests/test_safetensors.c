@@ -3,7 +3,6 @@
 
 #include <dirent.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <signal.h>
 #include <sys/resource.h>
 #include <unistd.h>
@@ -14,20 +13,13 @@ static char dir[64];
 
 static void setup(void)
 {
-    strcpy(dir, "/tmp/dn_st_XXXXXX");
-    cr_assert_not_null(mkdtemp(dir));
-}
-
-static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb, (void)flag, (void)ftw;
-    return remove(path);
+    dn_test_mkdtemp(dir, "dn_st_");
 }
 
 static void teardown(void)
 {
     chmod(dir, 0700);
-    nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    dn_test_rmtree(dir);
 }
 
 TestSuite(safetensors, .init = setup, .fini = teardown);

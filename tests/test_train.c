@@ -35,10 +35,15 @@ static void texture(uint8_t *rgb, int defect, uint64_t *seed)
         }
 }
 
-static void write_images(const char *dir, int n, int defect, uint64_t *seed, char **paths)
+/* n generated images in a new folder root/sub; their paths (malloc'd) into paths. */
+static void write_images(const char *root, const char *sub, int n, int defect, uint64_t *seed,
+                         char **paths)
 {
     uint8_t rgb[SIDE * SIDE * 3];
     dn_error err;
+    char dir[128];
+    snprintf(dir, sizeof dir, "%s/%s", root, sub);
+    cr_assert(mkdir(dir, 0755) == 0, "mkdir %s", dir);
     for (int i = 0; i < n; i++) {
         char path[512];
         snprintf(path, sizeof path, "%s/%03d.png", dir, i);
@@ -78,20 +83,12 @@ static void train_model_opts(fixture *fx, dn_head_type type, int tail, dn_model 
                              dn_feats *keep_test)
 {
     enum { NN = 24, NA = 3, NT = 10 };
-    char dir[128], *normal[NN], *anom[NA], *tn[NT], *ta[NT];
+    char *normal[NN], *anom[NA], *tn[NT], *ta[NT];
     uint64_t seed = 21;
-    snprintf(dir, sizeof dir, "%s/n", fx->root);
-    mkdir(dir, 0755);
-    write_images(dir, NN, 0, &seed, normal);
-    snprintf(dir, sizeof dir, "%s/a", fx->root);
-    mkdir(dir, 0755);
-    write_images(dir, NA, 1, &seed, anom);
-    snprintf(dir, sizeof dir, "%s/tn", fx->root);
-    mkdir(dir, 0755);
-    write_images(dir, NT, 0, &seed, tn);
-    snprintf(dir, sizeof dir, "%s/ta", fx->root);
-    mkdir(dir, 0755);
-    write_images(dir, NT, 1, &seed, ta);
+    write_images(fx->root, "n", NN, 0, &seed, normal);
+    write_images(fx->root, "a", NA, 1, &seed, anom);
+    write_images(fx->root, "tn", NT, 0, &seed, tn);
+    write_images(fx->root, "ta", NT, 1, &seed, ta);
     static dn_feats fn[NN], fa[NA * DN_AUGMENTATIONS], ft[2 * NT];
     feats_of(&fx->x, normal, NN, 1, fn);
     feats_of(&fx->x, anom, NA, DN_AUGMENTATIONS, fa);
@@ -143,8 +140,7 @@ static int setup(fixture *fx)
     if (!path)
         return 0;
     openblas_set_num_threads(1);
-    snprintf(fx->root, sizeof fx->root, "/tmp/dn_train_XXXXXX");
-    cr_assert_not_null(mkdtemp(fx->root));
+    dn_test_mkdtemp(fx->root, "dn_train_");
     dn_backbone_init(&fx->bb);
     cr_assert_eq(dn_backbone_load(&fx->bb, path), DN_OK, "%s", fx->bb.err.msg);
     char cache[128];
@@ -157,9 +153,7 @@ static void teardown(fixture *fx)
 {
     dn_extractor_free(&fx->x);
     dn_backbone_free(&fx->bb);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", fx->root);
-    cr_assert_eq(system(cmd), 0);
+    dn_test_rmtree(fx->root);
 }
 
 Test(train, fusion_separates_generated_defects)
@@ -233,11 +227,9 @@ Test(train, zero_anomalies_train_the_normality_branch)
     fixture fx;
     if (!setup(&fx))
         cr_skip_test("no backbone (make backbone needs ../shared/models): skipped");
-    char dir[128], *normal[12];
+    char *normal[12];
     uint64_t seed = 3;
-    snprintf(dir, sizeof dir, "%s/z", fx.root);
-    mkdir(dir, 0755);
-    write_images(dir, 12, 0, &seed, normal);
+    write_images(fx.root, "z", 12, 0, &seed, normal);
     dn_feats f[12];
     feats_of(&fx.x, normal, 12, 1, f);
     const dn_feats *np[12];

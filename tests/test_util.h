@@ -3,6 +3,7 @@
 #define DN_TEST_UTIL_H
 
 #include <criterion/criterion.h>
+#include <ftw.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,6 +38,26 @@ static inline const char *dn_test_backbone(void)
     const char *var = dn_test_backbone();                                                \
     if (!var)                                                                            \
         cr_skip_test("no backbone (make backbone needs ../shared/models): skipped")
+
+/* Creates a fresh directory /tmp/<prefix>XXXXXX into dir (at least 64 bytes). */
+static inline void dn_test_mkdtemp(char *dir, const char *prefix)
+{
+    snprintf(dir, 64, "/tmp/%sXXXXXX", prefix);
+    cr_assert_not_null(mkdtemp(dir), "mkdtemp %s", dir);
+}
+
+static inline int dn_test_rm_entry(const char *path, const struct stat *sb, int flag,
+                                   struct FTW *ftw)
+{
+    (void)sb, (void)flag, (void)ftw;
+    return remove(path);
+}
+
+/* Removes a directory tree (rm -rf without a shell). */
+static inline void dn_test_rmtree(const char *dir)
+{
+    nftw(dir, dn_test_rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
 
 /* Deterministic xorshift generator for random test data. */
 static inline uint32_t dn_test_rand(uint64_t *s)
