@@ -7,30 +7,33 @@ BUILD ?= build
 DEVNET_SHARED ?= $(abspath ../shared)
 export DEVNET_SHARED
 
-PKGS := openblas libcjson libturbojpeg libpng
+PKGS := openblas libcjson libturbojpeg libpng libmicrohttpd
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
 OPT ?= -O3
 CFLAGS_BASE := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -g -fno-strict-aliasing
 CFLAGS ?= $(OPT)
-ALL_CFLAGS = $(CFLAGS_BASE) $(CFLAGS) $(SAN) -Icore -Iapi $(PKG_CFLAGS) -MMD -MP
+ALL_CFLAGS = $(CFLAGS_BASE) $(CFLAGS) $(SAN) -Icore -Iapi -Iserver $(PKG_CFLAGS) -MMD -MP
 LDLIBS = $(PKG_LIBS) -lpthread -lm
 
 CORE_SRC := $(wildcard core/*.c)
 API_SRC := $(wildcard api/*.c)
 CLI_SRC := $(wildcard cli/*.c)
+SERVER_SRC := $(filter-out server/devnetd.c,$(wildcard server/*.c))
 TEST_SRC := $(wildcard tests/test_*.c)
 CORE_OBJ := $(CORE_SRC:%.c=$(BUILD)/obj/%.o)
 API_OBJ := $(API_SRC:%.c=$(BUILD)/obj/%.o)
 CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/obj/%.o)
+SERVER_OBJ := $(SERVER_SRC:%.c=$(BUILD)/obj/%.o)
+DAEMON_OBJ := $(BUILD)/obj/server/devnetd.o
 TEST_OBJ := $(TEST_SRC:%.c=$(BUILD)/obj/%.o)
 
 BACKBONE_TFLITE := tf2_mobilenet_v2_1.0_224_ptq.tflite
 BACKBONE := $(BUILD)/backbone.safetensors
 
-.PHONY: all deps test test-run asan run clean backbone bench
-all: $(BUILD)/devnet $(BUILD)/libdevnet.a $(BUILD)/libdevnet_api.a
+.PHONY: all deps test test-run test-e2e asan run clean backbone bench
+all: $(BUILD)/devnet $(BUILD)/devnetd $(BUILD)/libdevnet.a $(BUILD)/libdevnet_api.a $(BUILD)/libdevnet_server.a
 
 deps:
 	@tools/deps.sh
@@ -48,12 +51,32 @@ $(BUILD)/libdevnet_api.a: $(API_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
+# The operator console (GET /): server/console/index.html compiled into the server library
+# as a byte array (tools/embed.sh, od + awk), which server/dn_console.c serves.
+CONSOLE_PAGE_C := $(BUILD)/gen/dn_console_page.c
+CONSOLE_PAGE_OBJ := $(BUILD)/obj/gen/dn_console_page.o
+SERVER_OBJ += $(CONSOLE_PAGE_OBJ)
+$(CONSOLE_PAGE_C): server/console/index.html tools/embed.sh
+	@mkdir -p $(dir $@)
+	tools/embed.sh $< dn_console_html > $@.tmp && mv $@.tmp $@
+$(CONSOLE_PAGE_OBJ): $(CONSOLE_PAGE_C)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+# server/ (daemon subsystems: HTTP, workers, feedback store, models, retraining, metrics).
+$(BUILD)/libdevnet_server.a: $(SERVER_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/devnetd: $(DAEMON_OBJ) $(BUILD)/libdevnet_server.a $(BUILD)/libdevnet_api.a $(BUILD)/libdevnet.a
+	$(CC) $(SAN) -o $@ $(DAEMON_OBJ) $(BUILD)/libdevnet_server.a $(BUILD)/libdevnet_api.a $(BUILD)/libdevnet.a $(LDLIBS)
+
 $(BUILD)/devnet: $(CLI_OBJ) $(BUILD)/libdevnet_api.a $(BUILD)/libdevnet.a
 	$(CC) $(SAN) -o $@ $(CLI_OBJ) $(BUILD)/libdevnet_api.a $(BUILD)/libdevnet.a $(LDLIBS)
 
 # All criterion test files link into one runner so that one Synthesis line closes the run.
-$(BUILD)/test_all: $(TEST_OBJ) $(BUILD)/libdevnet_api.a $(BUILD)/libdevnet.a
-	$(CC) $(SAN) -o $@ $(TEST_OBJ) $(BUILD)/libdevnet_api.a $(BUILD)/libdevnet.a $(LDLIBS) -lcriterion
+$(BUILD)/test_all: $(TEST_OBJ) $(BUILD)/libdevnet_server.a $(BUILD)/libdevnet_api.a $(BUILD)/libdevnet.a
+	$(CC) $(SAN) -o $@ $(TEST_OBJ) $(BUILD)/libdevnet_server.a $(BUILD)/libdevnet_api.a $(BUILD)/libdevnet.a $(LDLIBS) -lcriterion
 
 # The default backbone: converted from ../shared (or DEVNET_SHARED) when present,
 # otherwise downloaded from its public origin and checked (tools/fetch_backbone.sh).
@@ -67,20 +90,36 @@ test: deps
 	@$(MAKE) --no-print-directory test-run
 
 test-run:
-	DEVNET_BACKBONE=$(abspath $(BACKBONE)) $(BUILD)/test_all --jobs 2 --verbose
+	DEVNET_BACKBONE=$(abspath $(BACKBONE)) DEVNET_DEVNETD=$(abspath $(BUILD)/devnetd) $(BUILD)/test_all --jobs 2 --verbose
+
+# The console in headless Chromium (tests/e2e/console.test.mjs); it prints "skipped: why"
+# and passes where node, its packages, chromium, the backbone or ../shared are missing.
+test-e2e: $(BUILD)/devnetd
+	@if ! command -v node >/dev/null; then echo "console e2e skipped: node is not installed"; exit 0; fi; \
+	if [ ! -d tests/e2e/node_modules ] && command -v npm >/dev/null; then \
+	  npm ci --prefix tests/e2e --no-audit --no-fund || echo "console e2e: npm ci failed"; fi; \
+	DEVNETD=$(abspath $(BUILD)/devnetd) DEVNET_BACKBONE=$${DEVNET_BACKBONE:-$(abspath $(BACKBONE))} \
+	  node tests/e2e/console.test.mjs
 
 # AddressSanitizer + UBSan build in its own directory; a leak report fails the run
 # (criterion forks each test and does not fail on LeakSanitizer output itself).
 asan: deps
 	@$(MAKE) --no-print-directory BUILD=build-asan OPT="-O1" SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" all build-asan/test_all build-asan/backbone.safetensors
-	set -o pipefail; ASAN_OPTIONS=detect_leaks=1 DEVNET_BACKBONE=$(abspath build-asan/backbone.safetensors) \
+	set -o pipefail; ASAN_OPTIONS=detect_leaks=1 DEVNET_BACKBONE=$(abspath build-asan/backbone.safetensors) DEVNET_DEVNETD=$(abspath build-asan/devnetd) \
 	  build-asan/test_all --jobs 2 2>&1 | tee build-asan/asan.log; \
 	  if grep -q -E "LeakSanitizer|AddressSanitizer|runtime error" build-asan/asan.log; then echo "asan: sanitizer reports above"; exit 1; fi
 
+# The daemon on 127.0.0.1:8080 with its data in $(DEVNET_DATA). On the first run it trains
+# a model on ../shared/data/mvtec_bottle when that exists (progress in its log lines);
+# without it, it starts not ready and says how to add training images.
+DEVNET_DATA ?= devnet-data
+RUN_TRAIN_DATA := $(wildcard $(DEVNET_SHARED)/data/mvtec_bottle)
 run: deps all backbone
-	@echo "devnet: built $(BUILD)/devnet and $(BACKBONE); the devnetd daemon does not exist yet (see README)"
+	@mkdir -p $(DEVNET_DATA)
+	exec $(BUILD)/devnetd --listen 127.0.0.1:8080 --data-dir $(DEVNET_DATA) --backbone $(BACKBONE) \
+	  $(if $(RUN_TRAIN_DATA),--train-data $(RUN_TRAIN_DATA))
 
 clean:
 	rm -rf build build-asan
 
--include $(CORE_OBJ:.o=.d) $(API_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(TEST_OBJ:.o=.d)
+-include $(CORE_OBJ:.o=.d) $(API_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(SERVER_OBJ:.o=.d) $(DAEMON_OBJ:.o=.d) $(TEST_OBJ:.o=.d)

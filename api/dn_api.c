@@ -7,7 +7,7 @@
 
 double dn_api_round(double v)
 {
-    return isfinite(v) ? round(v * 1e4) / 1e4 : 0.0;
+    return isfinite(v) ? round(v * 1e4) / 1e4 + 0.0 : 0.0; /* + 0.0: no "-0" */
 }
 
 static cJSON *box_json(dn_box b)
@@ -76,6 +76,34 @@ cJSON *dn_api_score_json(const dn_model *m, const dn_score *s, int photo_w, int 
     for (int i = 0; i < s->rows * s->cols; i++)
         cJSON_AddItemToArray(vals, cJSON_CreateNumber(dn_api_round(s->patches[i])));
     return o;
+}
+
+/* The top patches worth a box: hotter than the normal range's top. */
+static int heatmap_boxes(const dn_model *m, const dn_image *img, const dn_score *s, dn_box *boxes)
+{
+    int n = 0;
+    for (; n < DN_API_HEATMAP_BOXES && n < s->n_top && s->patches[s->top[n]] > m->map_lo; n++)
+        boxes[n] = dn_heatmap_cell_box(s->top[n] / s->cols, s->top[n] % s->cols, s->rows, s->cols,
+                                       img->width, img->height);
+    return n;
+}
+
+int dn_api_heatmap_png(const dn_model *m, const dn_image *img, const dn_score *s, uint8_t **png,
+                       size_t *png_len, dn_error *err)
+{
+    dn_box boxes[DN_API_HEATMAP_BOXES];
+    int n = heatmap_boxes(m, img, s, boxes);
+    return dn_heatmap_png(img, s->patches, s->rows, s->cols, DN_API_HEATMAP_SIGMA, m->map_lo, m->map_hi,
+                          boxes, n, png, png_len, err);
+}
+
+int dn_api_heatmap_write(const dn_model *m, const dn_image *img, const dn_score *s, const char *path,
+                         dn_error *err)
+{
+    dn_box boxes[DN_API_HEATMAP_BOXES];
+    int n = heatmap_boxes(m, img, s, boxes);
+    return dn_heatmap_write(path, img, s->patches, s->rows, s->cols, DN_API_HEATMAP_SIGMA, m->map_lo,
+                            m->map_hi, boxes, n, err);
 }
 
 cJSON *dn_api_model_json(const dn_model *m)

@@ -13,6 +13,17 @@
  * photo_w/photo_h: size of the original image, for the boxes. n_top: patches listed. */
 cJSON *dn_api_score_json(const dn_model *m, const dn_score *s, int photo_w, int photo_h, int n_top);
 
+/* The heatmap overlay of a scored image, as the CLI (`devnet score --heatmap`) and the
+ * service draw it: the patch map blurred (Gaussian, DN_API_HEATMAP_SIGMA px) over the
+ * photo in the model's normal range, with boxes around up to DN_API_HEATMAP_BOXES top
+ * patches that lie above that range. Into a PNG in memory (*png malloc'd) or a file. */
+#define DN_API_HEATMAP_SIGMA 4.0f
+#define DN_API_HEATMAP_BOXES 3
+int dn_api_heatmap_png(const dn_model *m, const dn_image *img, const dn_score *s, uint8_t **png,
+                       size_t *png_len, dn_error *err);
+int dn_api_heatmap_write(const dn_model *m, const dn_image *img, const dn_score *s, const char *path,
+                         dn_error *err);
+
 /* The model's description: head type, input size, threshold, backbone, training info. */
 cJSON *dn_api_model_json(const dn_model *m);
 

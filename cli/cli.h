@@ -33,15 +33,11 @@ const char *cli_shared_file(const char *rel, char *buf, int len);
 void cli_progress(void *ctx, const char *stage, int done, int total);
 /* $DEVNET_CACHE, else $XDG_CACHE_HOME/devnet, else ~/.cache/devnet. */
 const char *cli_default_cache(char *buf, int len);
-/* Features of n images in n_aug augmentations each (out[i * n_aug + a]); sha (may be
- * NULL) receives each file's sha256. With n_kept NULL any unreadable image fails the call
- * (printed, CLI_FAIL); otherwise unreadable images are skipped with a warning, the rest
- * packed at the front, and *n_kept says how many; none readable is a failure. */
+/* Features of n images in n_aug augmentations each (out[i * n_aug + a]; free with
+ * dn_feats_free_all). With n_kept NULL any unreadable image fails the call (printed,
+ * CLI_FAIL); otherwise unreadable images are skipped with a warning (dn_extractor_files). */
 int cli_features(dn_extractor *x, char *const *paths, int n, int n_aug, const char *stage,
-                 dn_feats **out, char (*sha)[65], int *n_kept);
-void cli_feats_free(dn_feats *f, int n);
-/* sha256 over a list of sha256 hex strings: the identity of a training set. */
-void cli_set_hash(char (*sha)[65], int n, char out[65]);
+                 dn_feats **out, int *n_kept);
 /* Array of pointers to f[0..n) (malloc'd), as dn_train_set wants. */
 const dn_feats **cli_pointers(dn_feats *f, int n);
 
@@ -52,10 +48,6 @@ typedef struct cli_model_args {
     dn_train_opts opts;
 } cli_model_args;
 int cli_model_option(int argc, char **argv, int *i, cli_model_args *m);
-/* Trains m on normal features and n_anomaly x DN_AUGMENTATIONS anomaly features. */
-int cli_fit(const dn_backbone *bb, dn_feats *normal, int n_normal, dn_feats *anomaly, int n_anomaly,
-            const char *hash, const dn_train_opts *o, dn_model *m);
-
 /* Decodes path into img (caller-initialised; the caller frees it) and scores it with m. */
 int cli_score_file(const dn_model *m, dn_extractor *x, const char *path, dn_image *img, dn_score *s,
                    dn_error *err);

@@ -2,8 +2,6 @@
  * lists through the cache, and the default cache location. */
 #include "cli.h"
 
-#include "dn_sha256.h"
-
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,59 +35,18 @@ const char *cli_default_cache(char *buf, int len)
     return buf;
 }
 
-void cli_feats_free(dn_feats *f, int n)
+static void report_skip(void *ctx, const char *path, const char *why)
 {
-    for (int i = 0; f && i < n; i++)
-        dn_feats_free(&f[i]);
-    free(f);
+    (void)ctx;
+    (void)path; /* the message names the file */
+    fprintf(stderr, "devnet: skipping an unreadable image: %s\n", why);
 }
 
 int cli_features(dn_extractor *x, char *const *paths, int n, int n_aug, const char *stage,
-                 dn_feats **out, char (*sha)[65], int *n_kept)
+                 dn_feats **out, int *n_kept)
 {
-    dn_feats *f = calloc((size_t)n * n_aug + 1, sizeof *f);
-    if (!f) {
-        fprintf(stderr, "devnet: out of memory for %d feature sets\n", n * n_aug);
-        return CLI_FAIL;
-    }
-    int kept = 0;
-    for (int i = 0; i < n; i++) {
-        int rc = DN_OK;
-        for (int a = 0; a < n_aug && !rc; a++)
-            rc = dn_extractor_file(x, paths[i], a, &f[(size_t)kept * n_aug + a], sha ? sha[kept] : NULL);
-        cli_progress(NULL, stage, i + 1, n);
-        if (!rc) {
-            kept++;
-            continue;
-        }
-        for (int a = 0; a < n_aug; a++)
-            dn_feats_free(&f[(size_t)kept * n_aug + a]);
-        if (!n_kept) {
-            cli_feats_free(f, kept * n_aug);
-            return cli_fail(paths[i], &x->err);
-        }
-        fprintf(stderr, "devnet: skipping an unreadable image: %s\n", x->err.msg);
-    }
-    if (n_kept)
-        *n_kept = kept;
-    if (n && !kept) {
-        fprintf(stderr, "devnet: none of the %d %s could be read\n", n, stage);
-        free(f);
-        return CLI_FAIL;
-    }
-    *out = f;
-    return CLI_OK;
-}
-
-void cli_set_hash(char (*sha)[65], int n, char out[65])
-{
-    dn_sha256 h;
-    uint8_t d[32];
-    dn_sha256_init(&h);
-    for (int i = 0; i < n; i++)
-        dn_sha256_update(&h, sha[i], 64);
-    dn_sha256_final(&h, d);
-    dn_sha256_hex(d, out);
+    dn_files_opts o = {n_aug, n_kept != NULL, stage, cli_progress, report_skip, NULL};
+    return dn_extractor_files(x, paths, n, &o, out, NULL, n_kept) ? cli_fail(stage, &x->err) : CLI_OK;
 }
 
 const dn_feats **cli_pointers(dn_feats *f, int n)

@@ -38,6 +38,21 @@ typedef struct eval_ctx {
     dn_feats *train, *test;
 } eval_ctx;
 
+/* Trains m on normal features and n_anomaly x DN_AUGMENTATIONS anomaly features. */
+static int fit(const dn_backbone *bb, dn_feats *normal, int n_normal, dn_feats *anomaly, int n_anomaly,
+               const dn_train_opts *o, dn_model *m)
+{
+    const dn_feats **np = cli_pointers(normal, n_normal);
+    const dn_feats **ap = cli_pointers(anomaly, n_anomaly * DN_AUGMENTATIONS);
+    dn_train_set set = {np, n_normal, ap, n_anomaly, DN_AUGMENTATIONS, "eval"};
+    dn_error err;
+    dn_error_clear(&err);
+    int rc = np && ap ? dn_train(m, &set, o, bb, &err) : dn_error_set(&err, DN_ENOMEM, "out of memory");
+    free(np);
+    free(ap);
+    return rc ? cli_fail("train", &err) : CLI_OK;
+}
+
 static int parse_seeds(const char *s, eval_args *a)
 {
     char buf[512];
@@ -170,16 +185,16 @@ static int run_seed(const eval_ctx *c, uint64_t seed, seed_result *r, dn_model *
         paths[i] = c->d.test[drawn[i]].path;
     dn_feats *anomaly = NULL;
     if (!rc && k)
-        rc = cli_features(c->x, paths, k, DN_AUGMENTATIONS, "anomalies x8", &anomaly, NULL, NULL);
+        rc = cli_features(c->x, paths, k, DN_AUGMENTATIONS, "anomalies x8", &anomaly, NULL);
     dn_train_opts o = c->a->m.opts;
     o.seed = seed;
     double t0 = now_s();
     if (!rc)
-        rc = cli_fit(c->bb, c->train, c->d.n_train, anomaly, k, "eval", &o, m);
+        rc = fit(c->bb, c->train, c->d.n_train, anomaly, k, &o, m);
     r->train_s = now_s() - t0;
     if (!rc)
         rc = score_rest(c, m, rest, n_rest, r);
-    cli_feats_free(anomaly, k * DN_AUGMENTATIONS);
+    dn_feats_free_all(anomaly, k * DN_AUGMENTATIONS);
     free(drawn);
     free(rest);
     free(paths);
@@ -304,9 +319,9 @@ static int load_all(eval_ctx *c)
     for (int i = 0; !rc && i < c->d.n_test; i++)
         sp[i] = c->d.test[i].path;
     if (!rc)
-        rc = cli_features(c->x, tp, c->d.n_train, 1, "train images", &c->train, NULL, NULL);
+        rc = cli_features(c->x, tp, c->d.n_train, 1, "train images", &c->train, NULL);
     if (!rc)
-        rc = cli_features(c->x, sp, c->d.n_test, 1, "test images", &c->test, NULL, NULL);
+        rc = cli_features(c->x, sp, c->d.n_test, 1, "test images", &c->test, NULL);
     free(tp);
     free(sp);
     return rc;
@@ -351,8 +366,8 @@ int cmd_eval(int argc, char **argv)
         rc = cli_fail(a.m.data, &c.d.err);
     if (!rc)
         rc = evaluate(&c);
-    cli_feats_free(c.train, c.d.n_train);
-    cli_feats_free(c.test, c.d.n_test);
+    dn_feats_free_all(c.train, c.d.n_train);
+    dn_feats_free_all(c.test, c.d.n_test);
     dn_dataset_free(&c.d);
     dn_extractor_free(&x);
     dn_backbone_free(&bb);

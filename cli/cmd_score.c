@@ -3,7 +3,6 @@
 #include "cli.h"
 
 #include "dn_api.h"
-#include "dn_heatmap.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,8 +10,6 @@
 #include <time.h>
 
 #define SCORE_TOP_PATCHES 5
-#define SCORE_BOXES 3
-#define HEATMAP_SIGMA 4.0f
 
 typedef struct score_args {
     const char *model, *backbone, *heatmap;
@@ -51,18 +48,6 @@ static void heatmap_path(const char *base, int index, int several, char *out, si
         snprintf(out, len, "%.*s-%d%s", (int)(dot - base), base, index, dot);
     else
         snprintf(out, len, "%s-%d", base, index);
-}
-
-static int write_heatmap(const dn_model *m, const dn_image *img, const dn_score *s, const char *path,
-                         dn_error *err)
-{
-    dn_box boxes[SCORE_BOXES];
-    int n = 0;
-    for (; n < SCORE_BOXES && n < s->n_top && s->patches[s->top[n]] > m->map_lo; n++)
-        boxes[n] = dn_heatmap_cell_box(s->top[n] / s->cols, s->top[n] % s->cols, s->rows, s->cols,
-                                       img->width, img->height);
-    return dn_heatmap_write(path, img, s->patches, s->rows, s->cols, HEATMAP_SIGMA, m->map_lo,
-                            m->map_hi, boxes, n, err);
 }
 
 static void print_result(const score_args *a, const dn_model *m, const char *path, const dn_image *img,
@@ -105,7 +90,7 @@ static int score_one(const score_args *a, const dn_model *m, dn_extractor *x, co
     char out[4200];
     heatmap_path(a->heatmap ? a->heatmap : "", index, several, out, sizeof out);
     if (!rc && a->heatmap)
-        rc = write_heatmap(m, &img, &s, out, &err);
+        rc = dn_api_heatmap_write(m, &img, &s, out, &err);
     dn_score_free(&s);
     dn_image_free(&img);
     return rc ? cli_fail(path, &err) : CLI_OK;

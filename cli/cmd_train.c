@@ -91,21 +91,6 @@ static int parse_train(int argc, char **argv, train_args *a)
     return CLI_OK;
 }
 
-int cli_fit(const dn_backbone *bb, dn_feats *normal, int n_normal, dn_feats *anomaly, int n_anomaly,
-            const char *hash, const dn_train_opts *o, dn_model *m)
-{
-    const dn_feats **np = cli_pointers(normal, n_normal);
-    const dn_feats **ap = cli_pointers(anomaly, n_anomaly * DN_AUGMENTATIONS);
-    dn_train_set set = {np, n_normal, ap, n_anomaly, DN_AUGMENTATIONS, ""};
-    snprintf(set.hash, sizeof set.hash, "%s", hash);
-    dn_error err;
-    dn_error_clear(&err);
-    int rc = np && ap ? dn_train(m, &set, o, bb, &err) : dn_error_set(&err, DN_ENOMEM, "out of memory");
-    free(np);
-    free(ap);
-    return rc ? cli_fail("train", &err) : CLI_OK;
-}
-
 /* The labelled anomalies: drawn from the test set (--shots) or listed from a folder. */
 static int anomaly_paths(const train_args *a, const dn_dataset *d, char ***paths, int *n)
 {
@@ -130,39 +115,35 @@ static int anomaly_paths(const train_args *a, const dn_dataset *d, char ***paths
     return rc ? cli_fail(a->m.data, &err) : CLI_OK;
 }
 
-static int train_from(const train_args *a, const dn_backbone *bb, dn_extractor *x, const dn_dataset *d)
+static void report_skip(void *ctx, const char *path, const char *why)
+{
+    (void)ctx;
+    (void)path; /* the message names the file */
+    fprintf(stderr, "devnet: skipping an unreadable image: %s\n", why);
+}
+
+static int train_from(const train_args *a, dn_extractor *x, const dn_dataset *d)
 {
     char **apaths = NULL, **npaths = malloc(((size_t)d->n_train + 1) * sizeof *npaths);
     int n_anom = 0, rc = npaths ? anomaly_paths(a, d, &apaths, &n_anom) : CLI_FAIL;
     for (int i = 0; npaths && i < d->n_train; i++)
         npaths[i] = d->train[i].path;
-    char (*sha)[65] = calloc((size_t)d->n_train + n_anom + 1, sizeof *sha), hash[65];
-    dn_feats *normal = NULL, *anomaly = NULL;
     /* an unreadable training image is skipped with a warning, not the end of training */
-    int n_normal = 0, n_labelled = 0;
-    if (!rc)
-        rc = cli_features(x, npaths, d->n_train, 1, "normal images", &normal, sha, &n_normal);
-    if (!rc && n_anom)
-        rc = cli_features(x, apaths, n_anom, DN_AUGMENTATIONS, "anomalies x8", &anomaly, sha + n_normal,
-                          &n_labelled);
+    dn_train_files files = {npaths, d->n_train, apaths, n_anom, report_skip, 0, 0};
     dn_model m;
     dn_model_init(&m);
-    if (!rc) {
-        cli_set_hash(sha, n_normal + n_labelled, hash);
-        rc = cli_fit(bb, normal, n_normal, anomaly, n_labelled, hash, &a->m.opts, &m);
-    }
     dn_error err;
+    dn_error_clear(&err);
+    if (!rc && dn_train_from_files(&m, x, &files, &a->m.opts, &err))
+        rc = cli_fail("train", &err);
     if (!rc && dn_model_save(&m, a->out, &err))
         rc = cli_fail(a->out, &err);
     if (!rc)
         printf("%s\thead %s\tnormals %d\tanomalies %d\tthreshold %.3f\n", a->out,
-               dn_head_type_name(m.type), n_normal, n_labelled, m.threshold);
+               dn_head_type_name(m.type), files.kept_normal, files.kept_anomaly, m.threshold);
     dn_model_free(&m);
-    cli_feats_free(normal, n_normal);
-    cli_feats_free(anomaly, n_labelled * DN_AUGMENTATIONS);
     dn_paths_free(apaths, n_anom);
     free(npaths);
-    free(sha);
     return rc;
 }
 
@@ -186,7 +167,7 @@ int cmd_train(int argc, char **argv)
     if (!rc && dn_dataset_open(&d, a.m.data))
         rc = cli_fail(a.m.data, &d.err);
     if (!rc)
-        rc = train_from(&a, &bb, &x, &d);
+        rc = train_from(&a, &x, &d);
     dn_dataset_free(&d);
     dn_extractor_free(&x);
     dn_backbone_free(&bb);

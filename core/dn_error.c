@@ -35,6 +35,8 @@ const char *dn_error_name(int code)
     case DN_ETOOBIG: return "too_large";
     case DN_ENOSPC: return "no_space";
     case DN_EMISMATCH: return "mismatch";
+    case DN_EBUSY: return "busy";
+    case DN_ETIMEDOUT: return "timed_out";
     default: return "unknown";
     }
 }

@@ -18,6 +18,8 @@ enum {
     DN_ETOOBIG = 6,      /* over a named limit of dn_limits.h */
     DN_ENOSPC = 7,       /* disk full */
     DN_EMISMATCH = 8,    /* files that do not belong together (wrong backbone hash, version) */
+    DN_EBUSY = 9,        /* a bounded queue is full, or the component is shutting down */
+    DN_ETIMEDOUT = 10,   /* a deadline or time budget ran out */
 };
 
 #define DN_ERROR_MSG_MAX 256

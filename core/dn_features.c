@@ -255,3 +255,51 @@ int dn_extractor_file(dn_extractor *x, const char *path, int aug, dn_feats *out,
         cache_store(x, cached, out, &ignored);
     return DN_OK;
 }
+
+void dn_feats_free_all(dn_feats *f, int n)
+{
+    for (int i = 0; f && i < n; i++)
+        dn_feats_free(&f[i]);
+    free(f);
+}
+
+/* Features of one file in every augmentation; on failure nothing is kept. */
+static int file_all_augs(dn_extractor *x, const char *path, int n_aug, dn_feats *f, char *sha)
+{
+    int rc = DN_OK;
+    for (int a = 0; a < n_aug && !rc; a++)
+        rc = dn_extractor_file(x, path, a, &f[a], sha);
+    for (int a = 0; rc && a < n_aug; a++)
+        dn_feats_free(&f[a]);
+    return rc;
+}
+
+int dn_extractor_files(dn_extractor *x, char *const *paths, int n, const dn_files_opts *o,
+                       dn_feats **out, char (*sha)[65], int *n_kept)
+{
+    int n_aug = o->n_aug > 0 ? o->n_aug : 1, kept = 0;
+    dn_feats *f = calloc((size_t)n * n_aug + 1, sizeof *f);
+    if (!f)
+        return dn_error_set(&x->err, DN_ENOMEM, "out of memory for %d feature sets", n * n_aug);
+    for (int i = 0; i < n; i++) {
+        int rc = file_all_augs(x, paths[i], n_aug, &f[(size_t)kept * n_aug], sha ? sha[kept] : NULL);
+        if (o->progress)
+            o->progress(o->ctx, o->stage ? o->stage : "features", i + 1, n);
+        if (!rc) {
+            kept++;
+        } else if (!o->skip_unreadable) {
+            dn_feats_free_all(f, kept * n_aug); /* x->err names the file */
+            return rc;
+        } else if (o->skipped) {
+            o->skipped(o->ctx, paths[i], x->err.msg);
+        }
+    }
+    if (n && !kept) {
+        free(f);
+        return dn_error_set(&x->err, DN_EFORMAT, "none of the %d images could be read", n);
+    }
+    if (n_kept)
+        *n_kept = kept;
+    *out = f;
+    return DN_OK;
+}

@@ -53,6 +53,25 @@ int dn_extractor_image(dn_extractor *x, const dn_image *img, int aug, dn_feats *
  * (may be NULL) receives the file's sha256. */
 int dn_extractor_file(dn_extractor *x, const char *path, int aug, dn_feats *out, char sha_hex[65]);
 
+/* How dn_extractor_files goes through a list of images. */
+typedef struct dn_files_opts {
+    int n_aug;           /* augmentations per image (1, or DN_AUGMENTATIONS) */
+    int skip_unreadable; /* leave unreadable images out instead of failing */
+    const char *stage;   /* progress label */
+    void (*progress)(void *ctx, const char *stage, int done, int total); /* may be NULL */
+    void (*skipped)(void *ctx, const char *path, const char *why);      /* may be NULL */
+    void *ctx;
+} dn_files_opts;
+
+/* Features of n image files, n_aug augmentations each (out[i * n_aug + a], malloc'd;
+ * free with dn_feats_free_all), through the cache. Unreadable images fail the call
+ * (x->err) unless o->skip_unreadable: then they are reported, the rest packed at the
+ * front, and none readable out of n > 0 is still a failure. *n_kept (may be NULL) says
+ * how many images were kept; sha (may be NULL) receives each kept file's sha256. */
+int dn_extractor_files(dn_extractor *x, char *const *paths, int n, const dn_files_opts *o,
+                       dn_feats **out, char (*sha)[65], int *n_kept);
+void dn_feats_free_all(dn_feats *f, int n);
+
 /* Applies augmentation aug to a square s x s x c HWC array (out must not alias in). */
 void dn_dihedral(const float *in, int s, int c, int aug, float *out);
 

@@ -1,5 +1,6 @@
 #include "dn_head.h"
 
+#include "dn_clock.h"
 #include "dn_rng.h"
 
 #include <cblas.h>
@@ -190,6 +191,11 @@ int dn_head_train(dn_head *h, const dn_head_data *d, const dn_head_opts *o, dn_e
     dn_rng_seed(&r, o->seed);
     float inv_batch = 1.0f / (2.0f * o->batch);
     for (int step = 0; step < o->steps; step++) {
+        if (dn_clock_past(o->deadline) || (o->cancel && *o->cancel)) {
+            free(grad), free(scores), free(topk), dn_adam_free(&a);
+            return dn_error_set(err, DN_ETIMEDOUT, "time budget ran out training the head (step %d of %d)",
+                                step, o->steps);
+        }
         float mu, sigma;
         dn_deviation_reference(&r, &mu, &sigma);
         memset(grad, 0, (size_t)n * sizeof *grad);

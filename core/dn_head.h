@@ -41,6 +41,8 @@ typedef struct dn_head_opts {
     float lr_decay_at;  /* fraction of the steps after which lr is multiplied by 0.1 */
     float clip_norm;    /* gradient clipping by global norm */
     uint64_t seed;
+    double deadline;    /* dn_clock_now() seconds, 0 = none: past it, DN_ETIMEDOUT */
+    const volatile int *cancel; /* may be NULL; set by another thread: DN_ETIMEDOUT */
 } dn_head_opts;
 
 void dn_head_opts_default(dn_head_opts *o);

@@ -23,4 +23,11 @@
 #define DN_MAX_INPUT_SIDE 4096 /* forward-pass input height/width */
 #define DN_TFLITE_MAX_BYTES (512u << 20)
 
+/* API requests (api/dn_request, api/dn_multipart) */
+#define DN_API_MAX_BATCH 64                /* images in one request, over any configuration */
+#define DN_API_MAX_LABEL 15                /* feedback label characters, excl. NUL */
+#define DN_MULTIPART_MAX_PARTS 128         /* a full batch, its label and mask, extra fields */
+#define DN_MULTIPART_MAX_PART_HEADER 8192  /* one part's header block, bytes */
+#define DN_MULTIPART_MAX_BOUNDARY 70       /* RFC 2046 */
+
 #endif

@@ -1,5 +1,6 @@
 #include "dn_tail.h"
 
+#include "dn_clock.h"
 #include "dn_grad.h"
 #include "dn_ops.h"
 
@@ -220,6 +221,11 @@ int dn_tail_train(dn_tail *t, dn_head *h, const dn_tail_data *d, const dn_tail_o
     dn_rng r;
     dn_rng_seed(&r, o->seed);
     for (int step = 0; !rc && step < o->steps; step++) {
+        if (dn_clock_past(o->deadline) || (o->cancel && *o->cancel)) {
+            rc = dn_error_set(err, DN_ETIMEDOUT, "time budget ran out fine-tuning the tail (step %d of %d)",
+                              step, o->steps);
+            break;
+        }
         float mu, sigma, decay = step >= (int)(0.8f * o->steps) ? 0.1f : 1.0f;
         dn_deviation_reference(&r, &mu, &sigma);
         memset(s.grad_tail, 0, t->n_params * sizeof(float));

@@ -25,6 +25,8 @@ typedef struct dn_tail_opts {
     float lr_tail;   /* 1e-4: the tail starts from ImageNet weights and should stay near them */
     float weight_decay, clip_norm;
     uint64_t seed;
+    double deadline; /* dn_clock_now() seconds, 0 = none: past it, DN_ETIMEDOUT */
+    const volatile int *cancel; /* may be NULL; set by another thread: DN_ETIMEDOUT */
 } dn_tail_opts;
 
 void dn_tail_opts_default(dn_tail_opts *o);

@@ -1,7 +1,9 @@
 #include "dn_train.h"
 
+#include "dn_clock.h"
 #include "dn_metrics.h"
 #include "dn_rng.h"
+#include "dn_sha256.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -22,6 +24,17 @@ void dn_train_opts_default(dn_train_opts *o)
     dn_tail_opts_default(&o->tail_opts);
     o->rule = DN_THRESHOLD_QUANTILE;
     o->quantile = 0.99f;
+}
+
+/* Stages are checked against the time budget as they start; the optimisers check it at
+ * every step. */
+static int within_budget(const dn_train_opts *o, const char *stage, dn_error *err)
+{
+    if (dn_clock_past(o->deadline))
+        return dn_error_set(err, DN_ETIMEDOUT, "time budget ran out before %s", stage);
+    if (o->cancel && *o->cancel)
+        return dn_error_set(err, DN_ETIMEDOUT, "cancelled before %s", stage);
+    return DN_OK;
 }
 
 static void progress(const dn_train_opts *o, const char *stage, int done, int total)
@@ -97,11 +110,15 @@ static int fit_head(dn_model *hm, const dn_backbone *bb, const dn_train_set *set
         dn_tail_data d = {normal, n_fit, anomaly, n_a, f0->tail_in.h, f0->tail_in.w};
         dn_tail_opts to = o->tail_opts;
         to.seed = seed;
+        to.deadline = o->deadline;
+        to.cancel = o->cancel;
         rc = dn_tail_train(&hm->tail, &hm->head, &d, &to, err);
     } else if (!rc) {
         dn_head_data d = {normal, n_fit, anomaly, n_a, f0->final.h * f0->final.w};
         dn_head_opts ho = o->head;
         ho.seed = seed;
+        ho.deadline = o->deadline;
+        ho.cancel = o->cancel;
         rc = dn_head_train(&hm->head, &d, &ho, err);
     }
     free(normal);
@@ -401,9 +418,9 @@ int dn_train(dn_model *m, const dn_train_set *set, const dn_train_opts *o, const
     m->size = o->size;
     snprintf(m->backbone_sha256, sizeof m->backbone_sha256, "%s", bb->sha256);
     int rc = choose_type(m, set, o, err);
-    if (!rc && m->has_bank)
+    if (!rc && m->has_bank && !(rc = within_budget(o, "the memory bank", err)))
         rc = build_bank(m, set, fit, n_fit, o, err);
-    if (!rc && m->has_head)
+    if (!rc && m->has_head && !(rc = within_budget(o, "the head", err)))
         rc = train_head(m, bb, set, fit, n_fit, o, err);
     if (!rc)
         rc = calibrate_branches(m, set, hold, n_hold, &c, err);
@@ -426,5 +443,71 @@ int dn_train(dn_model *m, const dn_train_set *set, const dn_train_opts *o, const
     free(order);
     if (rc)
         dn_model_free(m);
+    return rc;
+}
+
+void dn_train_set_hash(char (*sha)[65], int n, char out[65])
+{
+    dn_sha256 h;
+    uint8_t d[32];
+    dn_sha256_init(&h);
+    for (int i = 0; i < n; i++)
+        dn_sha256_update(&h, sha[i], 64);
+    dn_sha256_final(&h, d);
+    dn_sha256_hex(d, out);
+}
+
+static const dn_feats **pointers(dn_feats *f, int n)
+{
+    const dn_feats **p = malloc(((size_t)n + 1) * sizeof *p);
+    for (int i = 0; p && i < n; i++)
+        p[i] = &f[i];
+    return p;
+}
+
+/* Features of one list of files (the skipped ones reported), then the budget check. */
+static int files_features(dn_extractor *x, char *const *paths, int n, int n_aug, const char *stage,
+                          const dn_train_files *files, const dn_train_opts *o, dn_feats **out,
+                          char (*sha)[65], int *kept, dn_error *err)
+{
+    *kept = 0;
+    if (!n)
+        return DN_OK;
+    dn_files_opts fo = {n_aug, 1, stage, o->progress, files->skipped, o->ctx};
+    if (dn_extractor_files(x, paths, n, &fo, out, sha, kept)) {
+        *err = x->err;
+        return err->code;
+    }
+    return within_budget(o, "training (reading features took it all)", err);
+}
+
+int dn_train_from_files(dn_model *m, dn_extractor *x, dn_train_files *files, const dn_train_opts *o,
+                        dn_error *err)
+{
+    int nn = files->n_normal, na = files->n_anomaly;
+    char (*sha)[65] = calloc((size_t)nn + na + 1, sizeof *sha);
+    dn_feats *normal = NULL, *anomaly = NULL;
+    int rc = sha ? DN_OK : dn_error_set(err, DN_ENOMEM, "out of memory");
+    if (!rc)
+        rc = files_features(x, files->normal, nn, 1, "normal images", files, o, &normal, sha,
+                            &files->kept_normal, err);
+    if (!rc)
+        rc = files_features(x, files->anomaly, na, DN_AUGMENTATIONS, "anomalies x8", files, o,
+                            &anomaly, sha + files->kept_normal, &files->kept_anomaly, err);
+    int kn = files->kept_normal, ka = files->kept_anomaly;
+    const dn_feats **np = rc ? NULL : pointers(normal, kn);
+    const dn_feats **ap = rc ? NULL : pointers(anomaly, ka * DN_AUGMENTATIONS);
+    if (!rc && (!np || !ap))
+        rc = dn_error_set(err, DN_ENOMEM, "out of memory");
+    if (!rc) {
+        dn_train_set set = {np, kn, ap, ka, DN_AUGMENTATIONS, ""};
+        dn_train_set_hash(sha, kn + ka, set.hash);
+        rc = dn_train(m, &set, o, x->bb, err);
+    }
+    free(np);
+    free(ap);
+    dn_feats_free_all(normal, kn);
+    dn_feats_free_all(anomaly, ka * DN_AUGMENTATIONS);
+    free(sha);
     return rc;
 }

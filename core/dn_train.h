@@ -38,12 +38,36 @@ typedef struct dn_train_opts {
     dn_tail_opts tail_opts;
     dn_threshold_rule rule;
     float quantile;      /* normal quantile for DN_THRESHOLD_QUANTILE (0.99) */
+    double deadline;     /* time budget as a dn_clock_now() deadline, 0 = none: past it,
+                          * training stops with DN_ETIMEDOUT (checked between stages and
+                          * at every optimiser step) */
+    const volatile int *cancel; /* may be NULL: set by another thread, training stops the
+                                 * same way (a service shutting down) */
     /* progress, may be NULL: stage name, steps done and total */
     void (*progress)(void *ctx, const char *stage, int done, int total);
     void *ctx;
 } dn_train_opts;
 
 void dn_train_opts_default(dn_train_opts *o);
+
+/* The identity of a training set: sha256 over its images' sha256 hex strings. */
+void dn_train_set_hash(char (*sha)[65], int n, char out[65]);
+
+/* Image files to train on. */
+typedef struct dn_train_files {
+    char *const *normal;
+    int n_normal;
+    char *const *anomaly; /* labelled anomalies; their 8 rotations/flips are added */
+    int n_anomaly;
+    /* an unreadable image is left out and reported here (may be NULL) */
+    void (*skipped)(void *ctx, const char *path, const char *why);
+    int kept_normal, kept_anomaly; /* out: images actually used */
+} dn_train_files;
+
+/* Reads the files' features through x (and its cache), then dn_train. Progress goes
+ * through o->progress, and o->deadline covers the feature extraction too. */
+int dn_train_from_files(dn_model *m, dn_extractor *x, dn_train_files *files, const dn_train_opts *o,
+                        dn_error *err);
 
 /* Trains m from set. A fusion or devnet model without labelled anomalies falls back to
  * the normality branch alone (the model's head type says so); devnet alone refuses. */

@@ -1,0 +1,400 @@
+#!/usr/bin/env bash
+# The service under load: wrk against POST /score of a fresh devnetd on loopback, raw
+# 448x448 JPEG bodies, at several concurrencies, interleaved in the same run with the raw
+# forward pass (`devnet bench`) at the daemon's worker count and model input size.
+# Writes the "Service under load" section of docs/PERFORMANCE.md (between its markers,
+# leaving the rest of the file alone) and prints one parseable line:
+#
+#   LOAD_SUMMARY date=... workers=2 size=224 ... c8_rps=... raw_rps=... ratio=... pass=0|1
+#
+# Usage (from anywhere; run after `make build/devnetd build/devnet backbone`):
+#   bench/load.sh [--duration S] [--concurrency "1 8 32"] [--repeats N] [--workers N]
+#                 [--wrk-threads N] [--images N] [--bench-iters N] [--profile-c C]
+#                 [--no-profile] [--no-doc] [-- EXTRA DEVNETD ARGS...]
+# Each option also reads an environment variable: LOAD_DURATION, LOAD_CONCURRENCY,
+# LOAD_REPEATS, LOAD_WORKERS, LOAD_WRK_THREADS, LOAD_IMAGES, LOAD_BENCH_ITERS,
+# LOAD_PROFILE_C; LOAD_DATA is the MVTec-layout folder, relative to the project root (default
+# ${DEVNET_SHARED:-../shared}/data/mvtec_bottle).
+#
+# Needs (Debian 12): wrk, netpbm (pngtopnm) and libjpeg-turbo-progs (cjpeg) to make the
+# JPEG bodies from the dataset's PNGs, curl; optionally perf (linux-perf) for the profile.
+#
+# Method: the daemon trains its first model from LOAD_DATA's train/good at start (a
+# normality-only model at input size 224) and is measured only once /readyz answers 200
+# and a warm-up run has passed. Each repeat runs `devnet bench --size S --threads W`
+# (S = the live model's input_size, W = --workers) and then wrk at every concurrency, so
+# that background load on a shared machine hits both alike; the table gives medians over
+# the repeats. wrk's own CPU and the rest of the machine's are measured per run from
+# /proc (the daemon, wrk and everything else share the same cores on loopback).
+# Non-2xx answers are counted by status in bench/load.lua; 503 with Retry-After (the
+# queue is full) is the only acceptable one. A last run at --profile-c is sampled with
+# `perf record` (flat profile of the daemon, no call graphs) to say where the time goes.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+cmdline="bench/load.sh${*:+ $*}"
+duration=${LOAD_DURATION:-20}
+concurrency=${LOAD_CONCURRENCY:-"1 8 32"}
+repeats=${LOAD_REPEATS:-3}
+workers=${LOAD_WORKERS:-2}
+wrk_threads=${LOAD_WRK_THREADS:-1}
+n_images=${LOAD_IMAGES:-8}
+bench_iters=${LOAD_BENCH_ITERS:-200}
+profile_c=${LOAD_PROFILE_C:-8}
+data=${LOAD_DATA:-${DEVNET_SHARED:-../shared}/data/mvtec_bottle}
+profile=1
+write_doc=1
+devnetd=build/devnetd
+devnet=build/devnet
+doc=docs/PERFORMANCE.md
+target=0.90
+
+usage() { sed -n '10,17p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+while [ $# -gt 0 ]; do
+  case $1 in
+    --duration) duration=$2; shift 2 ;;
+    --concurrency) concurrency=$2; shift 2 ;;
+    --repeats) repeats=$2; shift 2 ;;
+    --workers) workers=$2; shift 2 ;;
+    --wrk-threads) wrk_threads=$2; shift 2 ;;
+    --images) n_images=$2; shift 2 ;;
+    --bench-iters) bench_iters=$2; shift 2 ;;
+    --profile-c) profile_c=$2; shift 2 ;;
+    --no-profile) profile=0; shift ;;
+    --no-doc) write_doc=0; shift ;;
+    --) shift; break ;;
+    -h|--help) usage ;;
+    *) echo "load: unknown argument '$1'" >&2; usage ;;
+  esac
+done
+extra_args=("$@")
+
+die() { echo "load: $*" >&2; exit 2; }
+is_int() { case $1 in ''|*[!0-9]*) return 1 ;; *) [ "$1" -ge 1 ] ;; esac; }
+for v in "$duration" "$repeats" "$workers" "$wrk_threads" "$n_images" "$bench_iters" "$profile_c"; do
+  is_int "$v" || die "'$v' is not a whole number >= 1"
+done
+for c in $concurrency; do is_int "$c" || die "concurrency '$c' is not a whole number >= 1"; done
+
+missing=()
+for t in wrk pngtopnm cjpeg curl; do command -v "$t" >/dev/null || missing+=("$t"); done
+if [ ${#missing[@]} -gt 0 ]; then
+  die "missing ${missing[*]}: apt-get install wrk netpbm libjpeg-turbo-progs curl"
+fi
+[ -x "$devnetd" ] && [ -x "$devnet" ] || die "$devnetd or $devnet missing (make build/devnetd build/devnet)"
+[ -f build/backbone.safetensors ] || die "build/backbone.safetensors missing (make backbone)"
+[ -d "$data/train/good" ] && [ -d "$data/test" ] || die "$data is not an MVTec-layout folder"
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/devnet-load.XXXXXX")
+dpid=""   # the daemon
+jpid=""   # the wrk or perf job in flight
+stop_pid() { # pid: TERM, up to 10 s, then KILL; only processes this script started
+  local p=$1 i
+  [ -n "$p" ] && kill -0 "$p" 2>/dev/null || return 0
+  kill "$p" 2>/dev/null || true
+  for i in $(seq 1 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+  kill -0 "$p" 2>/dev/null && kill -9 "$p" 2>/dev/null || true
+  wait "$p" 2>/dev/null || true
+}
+cleanup() {
+  local rc=$?
+  trap - EXIT INT TERM
+  stop_pid "$jpid"
+  stop_pid "$dpid"
+  rm -rf "$tmp"
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# ---- bodies: evenly spaced over the test set (normal and defective), 448x448 JPEGs ----
+mapfile -t pngs < <(find "$data/test" -name '*.png' | LC_ALL=C sort)
+[ ${#pngs[@]} -gt 0 ] || die "no PNGs under $data/test"
+[ "$n_images" -le ${#pngs[@]} ] || n_images=${#pngs[@]}
+jpegs=()
+for i in $(seq 0 $((n_images - 1))); do
+  src=${pngs[$((i * ${#pngs[@]} / n_images))]}
+  dst=$tmp/img$i.jpg
+  pngtopnm "$src" 2>/dev/null | cjpeg -quality 90 -optimize > "$dst" || die "cannot convert $src"
+  jpegs+=("$dst")
+done
+jpeg_bytes=$(cat "${jpegs[@]}" | wc -c)
+jpeg_kb=$(awk -v b="$jpeg_bytes" -v n="$n_images" 'BEGIN{printf "%.1f", b / n / 1024}')
+img_dims=$(file -b "${jpegs[0]}" 2>/dev/null | grep -o '[0-9]*x[0-9]*,' | tail -1 | tr -d ,) || true
+
+# ---- the daemon ----
+"$devnetd" --listen 127.0.0.1:0 --data-dir "$tmp/data" --train-data "$data" --workers "$workers" \
+  ${extra_args[@]+"${extra_args[@]}"} >/dev/null 2>"$tmp/devnetd.log" &
+dpid=$!
+port=""
+for i in $(seq 1 3000); do # 300 s: start and train the first model
+  kill -0 "$dpid" 2>/dev/null || { tail -5 "$tmp/devnetd.log" >&2; die "devnetd exited"; }
+  [ -n "$port" ] || port=$(grep -o '"event":"listening","port":[0-9]*' "$tmp/devnetd.log" | grep -o '[0-9]*$' || true)
+  if [ -n "$port" ] && [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/readyz")" = 200 ]; then
+    break
+  fi
+  sleep 0.1
+done
+[ -n "$port" ] && [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/readyz")" = 200 ] ||
+  { tail -5 "$tmp/devnetd.log" >&2; die "devnetd not ready after 300 s"; }
+url=http://127.0.0.1:$port/score
+model_json=$(curl -s "http://127.0.0.1:$port/model")
+size=$(printf '%s' "$model_json" | grep -o '"input_size":[0-9]*' | grep -o '[0-9]*$' | head -1 || true)
+head_type=$(printf '%s' "$model_json" | grep -o '"head_type":"[a-z]*"' | cut -d'"' -f4 | head -1 || true)
+bank=$(printf '%s' "$model_json" | grep -o '"memory_bank_patches":[0-9]*' | grep -o '[0-9]*$' | head -1 || true)
+[ -n "$size" ] || die "GET /model gave no input_size"
+code=$(curl -s -o "$tmp/one.json" -w '%{http_code}' -H 'Content-Type: image/jpeg' --data-binary "@${jpegs[0]}" "$url")
+[ "$code" = 200 ] || { cat "$tmp/one.json" >&2; die "POST /score answered $code"; }
+resp_bytes=$(wc -c < "$tmp/one.json")
+
+# ---- measuring ----
+clk=$(getconf CLK_TCK)
+cores=$(nproc)
+snap() { # sets snap_host (busy ticks of the machine), snap_daemon (ticks of devnetd)
+  local _c u n s _i _w irq sirq st _r line
+  read -r _c u n s _i _w irq sirq st _r < /proc/stat
+  snap_host=$((u + n + s + irq + sirq + st))
+  read -r line < "/proc/$dpid/stat"
+  line=${line##*) }
+  # shellcheck disable=SC2086
+  set -- $line
+  snap_daemon=$((${12} + ${13}))
+}
+child_cpu() { # file written by `times`: children's user + system seconds
+  awk 'NR == 2 { t = 0; for (i = 1; i <= 2; i++) { split($i, a, /[ms]/); t += a[1] * 60 + a[2] } print t }' "$1"
+}
+
+# run_wrk C SECONDS OUT: wrk at concurrency C; OUT gets the LOAD line plus CPU figures.
+run_wrk() {
+  local c=$1 secs=$2 out=$3 t=$wrk_threads h0 d0 h1 d1
+  [ "$t" -le "$c" ] || t=$c
+  snap; h0=$snap_host; d0=$snap_daemon
+  times > "$tmp/times0"
+  wrk -t"$t" -c"$c" -d"${secs}s" --timeout 30s --latency -s bench/load.lua "$url" -- "${jpegs[@]}" \
+    > "$out.wrk" 2> "$out.err" &
+  jpid=$!
+  wait "$jpid" || { jpid=""; cat "$out.err" >&2; die "wrk failed at concurrency $c"; }
+  jpid=""
+  times > "$tmp/times1"
+  snap; h1=$snap_host; d1=$snap_daemon
+  local line wcpu
+  line=$(grep '^LOAD ' "$out.wrk") || { cat "$out.wrk" "$out.err" >&2; die "wrk printed no LOAD line"; }
+  wcpu=$(awk -v a="$(child_cpu "$tmp/times0")" -v b="$(child_cpu "$tmp/times1")" 'BEGIN{print b - a}')
+  awk -v line="$line" -v c="$c" -v dh=$((h1 - h0)) -v dd=$((d1 - d0)) -v clk="$clk" -v w="$wcpu" '
+    BEGIN {
+      n = split(line, kv, " ")
+      for (i = 2; i <= n; i++) { split(kv[i], p, "="); v[p[1]] = p[2] }
+      secs = v["duration_s"]; req = v["requests"] > 0 ? v["requests"] : 1
+      daemon_s = dd / clk; host_s = dh / clk
+      other = host_s - daemon_s - w; if (other < 0) other = 0
+      printf "%s c=%d daemon_ms_per_req=%.3f daemon_cores=%.3f wrk_cores=%.3f other_cores=%.3f\n",
+        line, c, daemon_s * 1000 / req, daemon_s / secs, w / secs, other / secs
+    }' > "$out"
+}
+
+echo "load: devnetd pid $dpid on port $port, model input $size ($head_type), $workers workers;" \
+  "$n_images JPEG bodies (${jpeg_kb} KB mean); ${duration}s per run, concurrency $concurrency," \
+  "$repeats repeats" >&2
+loadavg0=$(cut -d' ' -f1-3 /proc/loadavg)
+max_c=$(for c in $concurrency; do echo "$c"; done | sort -n | tail -1)
+run_wrk "$max_c" 3 "$tmp/warmup" # builds every worker's extractor, warms the allocator
+
+: > "$tmp/runs"
+: > "$tmp/raw"
+for r in $(seq 1 "$repeats"); do
+  "$devnet" bench --size "$size" --threads "$workers" --iters "$bench_iters" --json > "$tmp/bench.out" ||
+    die "devnet bench failed"
+  raw_line=$(grep '^{' "$tmp/bench.out" | tail -1)
+  ms=$(printf '%s' "$raw_line" | grep -o '"ms_per_image":[0-9.]*' | cut -d: -f2)
+  lat=$(printf '%s' "$raw_line" | grep -o '"latency_ms":[0-9.]*' | cut -d: -f2)
+  echo "$r $ms $lat" >> "$tmp/raw"
+  echo "load: repeat $r: devnet bench --size $size --threads $workers: $ms ms/image" >&2
+  for c in $concurrency; do
+    run_wrk "$c" "$duration" "$tmp/run.$r.$c"
+    echo "r=$r $(cat "$tmp/run.$r.$c")" >> "$tmp/runs"
+    tail -1 "$tmp/runs" | awk '{ for (i = 1; i <= NF; i++) { split($i, p, "="); v[p[1]] = p[2] }
+      printf "load: repeat %s, c=%s: %s req/s, p50 %s ms, p99 %s ms, non-2xx %s, daemon %s CPU-ms/req\n",
+        v["r"], v["c"], v["rps"], v["p50_ms"], v["p99_ms"], v["non2xx"], v["daemon_ms_per_req"] }' >&2
+  done
+done
+loadavg1=$(cut -d' ' -f1-3 /proc/loadavg)
+
+# ---- profile: one more run at profile_c under perf record (flat, daemon only) ----
+profile_note=""
+prof_c=$profile_c
+: > "$tmp/profile"
+if [ "$profile" = 1 ]; then
+  if ! command -v perf >/dev/null; then
+    profile_note="skipped: perf is not installed (Debian linux-perf)"
+  else
+    psecs=$duration; [ "$psecs" -le 10 ] || psecs=10
+    wrk -t1 -c"$prof_c" -d"$((psecs + 2))s" --timeout 30s -s bench/load.lua "$url" -- "${jpegs[@]}" \
+      > "$tmp/prof.wrk" 2>&1 &
+    jpid=$!
+    sleep 1
+    if perf record -q -F 499 -o "$tmp/perf.data" -p "$dpid" -- sleep "$psecs" > "$tmp/perf.log" 2>&1 &&
+       perf report -i "$tmp/perf.data" --no-children --sort dso,sym --stdio -q 2>/dev/null > "$tmp/perf.txt"; then
+      wait "$jpid" || true
+      jpid=""
+      # Categories by symbol (and library). memcpy/memmove/memset count as the forward
+      # pass: a DWARF call graph put >95% of them in im2col and the bias initialisation.
+      awk '
+        $1 ~ /%$/ {
+          pct = $1; sub(/%/, "", pct); dso = $2; sym = $4
+          if (dso ~ /openblas/ || sym ~ /^(dn_dwconv|dn_act_inplace|dn_conv2d|init_accumulator|dn_forward|run_chain|run_node|pointwise|im2col|dn_add|dn_mean|dn_softmax)/ || sym ~ /^__mem(move|cpy|set)/)
+            k = "1 forward pass (BLAS, depthwise, activations, copies)"
+          else if (sym ~ /^(exact_sqdist|leaf_bounds|box_bounds|search_leaf|min_index|dn_bank_|embed|row_argmin|nearest_|try_entry|worth_visiting|scratch_layout|sqnorm|centre)/)
+            k = "2 normality branch: nearest-neighbour search"
+          else if (sym ~ /^(sep_filter|dn_patch_descriptors|pool_box3|box3_taps)/)
+            k = "3 normality branch: patch descriptors"
+          else if (dso ~ /turbojpeg|libjpeg/ || sym ~ /^(tj|dn_decode|dn_image_decode|dn_jpeg)/)
+            k = "4 JPEG decode (libturbojpeg)"
+          else if (sym ~ /^(dn_image_resize|dn_resize|dn_backbone_input|dn_axis)/)
+            k = "5 resize to the model size + normalisation"
+          else if (sym ~ /(cJSON|printf|print_number|strtod|scanf|hack_digit|mpn|round_and_return|str_to_mpn|dn_api_|dn_base64)/)
+            k = "6 JSON (cJSON; its number printing uses printf/sscanf)"
+          else if (sym ~ /^(malloc|free|cfree|calloc|realloc|_int_malloc|_int_free|unlink_chunk|malloc_consolidate|sysmalloc|__libc_malloc|__libc_free|tcache|_int_realloc|alloc_perturb)/)
+            k = "7 malloc/free"
+          else if (dso ~ /microhttpd/ || dso ~ /kernel/)
+            k = "8 HTTP (libmicrohttpd) and kernel (TCP, scheduling, page faults)"
+          else
+            k = "9 other"
+          s[k] += pct; tot += pct
+        }
+        END { for (k in s) printf "%s\t%.2f\n", k, s[k] * 100 / (tot > 0 ? tot : 1) }' "$tmp/perf.txt" |
+        sort -n > "$tmp/profile"
+      profile_note="perf record -F 499 -p DAEMON for ${psecs} s during a wrk run at concurrency $prof_c"
+    else
+      wait "$jpid" || true
+      jpid=""
+      profile_note="skipped: perf record failed ($(head -1 "$tmp/perf.log"))"
+    fi
+  fi
+else
+  profile_note="skipped (--no-profile)"
+fi
+
+# ---- medians and the summary ----
+median() { sort -g | awk '{ a[NR] = $1 } END { if (!NR) { print "nan"; exit } print (NR % 2 ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2) }'; }
+col() { # col C KEY: the values of KEY over the runs at concurrency C
+  awk -v c="$1" -v k="$2" '{ for (i = 1; i <= NF; i++) { split($i, p, "="); v[p[1]] = p[2] } if (v["c"] == c) print v[k] }' "$tmp/runs"
+}
+sumcol() { col "$1" "$2" | awk '{ s += $1 } END { print s + 0 }'; }
+raw_ms=$(awk '{ print $2 }' "$tmp/raw" | median)
+raw_lat=$(awk '{ print $3 }' "$tmp/raw" | median)
+raw_min=$(awk '{ print $2 }' "$tmp/raw" | sort -g | head -1)
+raw_max=$(awk '{ print $2 }' "$tmp/raw" | sort -g | tail -1)
+raw_rps=$(awk -v m="$raw_ms" 'BEGIN { printf "%.1f", 1000 / m }')
+raw_cpu_ms=$(awk -v m="$raw_ms" -v w="$workers" 'BEGIN { printf "%.2f", m * w }')
+
+summary="LOAD_SUMMARY date=$(date -u +%Y-%m-%dT%H:%M:%SZ) workers=$workers size=$size head=$head_type"
+summary+=" duration_s=$duration repeats=$repeats wrk_threads=$wrk_threads images=$n_images"
+table=""
+best_c=""; best_rps=0; bad_total=0
+for c in $concurrency; do
+  rps=$(col "$c" rps | median); p50=$(col "$c" p50_ms | median); p99=$(col "$c" p99_ms | median)
+  rmin=$(col "$c" rps | sort -g | head -1); rmax=$(col "$c" rps | sort -g | tail -1)
+  non2xx=$(sumcol "$c" non2xx); s503=$(sumcol "$c" s503); s503bad=$(sumcol "$c" s503_no_retry_after)
+  sock=$(sumcol "$c" socket_errors); reqs=$(sumcol "$c" requests)
+  dms=$(col "$c" daemon_ms_per_req | median); wcores=$(col "$c" wrk_cores | median)
+  ocores=$(col "$c" other_cores | median)
+  tq=$(col "$c" t_queue | median); td=$(col "$c" t_decode | median)
+  ti=$(col "$c" t_inference | median); tt=$(col "$c" t_total | median)
+  bad=$((non2xx - s503 + s503bad + sock)); bad_total=$((bad_total + bad))
+  ratio=$(awk -v a="$rps" -v b="$raw_rps" 'BEGIN { printf "%.3f", a / b }')
+  if awk -v a="$rps" -v b="$best_rps" 'BEGIN { exit !(a > b) }'; then best_c=$c; best_rps=$rps; fi
+  eval "tq_$c=\$tq td_$c=\$td ti_$c=\$ti tt_$c=\$tt dms_$c=\$dms"
+  summary+=" c${c}_rps=$rps c${c}_p50_ms=$p50 c${c}_p99_ms=$p99 c${c}_non2xx=$non2xx c${c}_503=$s503"
+  summary+=" c${c}_bad=$bad c${c}_ratio=$ratio"
+  table+=$(printf '| %d | %.1f (%.1f–%.1f) | %.1f | %.1f | %d of %d (%d × 503 + Retry-After) | %.2f | %.2f / %.2f | %.2f | **%.2f** |' \
+    "$c" "$rps" "$rmin" "$rmax" "$p50" "$p99" "$non2xx" "$reqs" "$((s503 - s503bad))" "$dms" "$wcores" \
+    "$ocores" "$(awk -v a="$td" -v b="$ti" 'BEGIN { print a + b }')" "$ratio")$'\n'
+done
+ratio=$(awk -v a="$best_rps" -v b="$raw_rps" 'BEGIN { printf "%.3f", a / b }')
+pass=$(awk -v r="$ratio" -v t="$target" -v b="$bad_total" 'BEGIN { print (r >= t && b == 0) ? 1 : 0 }')
+summary+=" raw_ms_per_image=$raw_ms raw_rps=$raw_rps ratio=$ratio ratio_at_c=$best_c bad_non2xx=$bad_total"
+summary+=" target=$target pass=$pass"
+
+# ---- the section of docs/PERFORMANCE.md ----
+section() {
+  local cpu mem
+  cpu=$(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -1)
+  mem=$(free -g 2>/dev/null | awk '/Mem:/ { print $2 }')
+  echo "<!-- bench/load.sh:begin (generated; the rest of this file is bench/perf_report.sh's) -->"
+  echo "## Service under load"
+  echo
+  echo "Generated by \`$cmdline\` on $(date -u '+%Y-%m-%d %H:%M UTC'): $cores cores ($cpu),"
+  echo "${mem} GiB, $(uname -r), shared with other people's test runs (load average $loadavg0 before,"
+  echo "$loadavg1 after; the *other* column is the rest of the machine's CPU during each run)."
+  echo
+  echo "- Service: \`build/devnetd --workers $workers --listen 127.0.0.1:0\` with its first model trained at"
+  echo "  start from \`$data\` (head \`$head_type\`${bank:+, memory bank of $bank patches}, input size $size)."
+  echo "  wrk $(wrk -v 2>&1 | head -1 | awk '{ print $2 }') on loopback, \`-t$wrk_threads\` (at most), \`--latency\`, ${duration} s per run,"
+  echo "  POST /score with raw \`image/jpeg\` bodies rotating over $n_images ${img_dims:+$img_dims }images evenly"
+  echo "  spaced over the test set (normal and defective; mean ${jpeg_kb} KB, made by \`pngtopnm | cjpeg"
+  echo "  -quality 90 -optimize\`, Debian \`netpbm\` + \`libjpeg-turbo-progs\`); answers ~$resp_bytes bytes of JSON."
+  echo "- Raw: \`devnet bench --size $size --threads $workers --iters $bench_iters\` (forward pass to the final"
+  echo "  map on a synthetic input, $workers workers in lock-step rounds): median $raw_ms ms/image"
+  echo "  (range $raw_min–$raw_max over the repeats) = **$raw_rps images/s**; one pass $raw_lat ms, i.e."
+  echo "  $raw_cpu_ms CPU-ms per image."
+  echo "- $repeats repeats, each: the raw bench, then wrk at every concurrency; medians over the"
+  echo "  repeats (req/s range in brackets); non-2xx summed over all repeats."
+  echo
+  echo "| concurrency | req/s | p50 ms | p99 ms | non-2xx | daemon CPU-ms/req | wrk / other cores | decode+inference ms | service / raw |"
+  echo "|---:|---:|---:|---:|---|---:|---:|---:|---:|"
+  printf '%s' "$table"
+  echo
+  echo "**Service / raw forward pass: $ratio** (at concurrency $best_c, the highest throughput; target"
+  echo ">= $target). Non-2xx other than 503 with Retry-After: $bad_total. $(
+    [ "$pass" = 1 ] && echo "Target met." || echo "Target not met.")"
+  echo
+  echo "The ratio compares whole requests with bare forward passes. Beyond the forward pass"
+  echo "(also run by the service, with its four taps copied out), a request costs: receiving and"
+  echo "parsing the HTTP request (libmicrohttpd I/O threads), decoding the 448×448 JPEG, resizing"
+  echo "it to $size and normalising, the model's scoring (for this head: patch descriptors and a"
+  echo "nearest-neighbour search in the memory bank; patch map, top patches, p-value), building and"
+  echo "printing the JSON answer and sending it. wrk runs on the same $cores cores and takes its share"
+  echo "(column *wrk*), as do other processes on a shared machine (column *other*); the raw bench"
+  echo "has the cores to itself apart from the latter. *daemon CPU-ms/req* is the daemon's CPU time"
+  echo "(all threads, /proc) per answered request, against $raw_cpu_ms CPU-ms per image for the raw"
+  echo "pass. *decode+inference* is the median of the answers' mean \`timing_ms.decode + inference\`."
+  echo
+  echo "### Where the time goes"
+  echo
+  local c=$prof_c
+  [ -n "$(eval "echo \${dms_$c:-}")" ] || c=$best_c
+  echo "Answers' \`timing_ms\` at concurrency $c (medians of per-run means): queue $(eval "echo \$tq_$c") ms,"
+  echo "decode $(eval "echo \$td_$c") ms, inference (resize, forward pass, scoring) $(eval "echo \$ti_$c") ms,"
+  echo "total $(eval "echo \$tt_$c") ms."
+  echo
+  if [ -s "$tmp/profile" ]; then
+    echo "Daemon CPU by component ($profile_note; flat profile by symbol), converted to ms"
+    echo "with the median daemon CPU-ms/req at concurrency $c ($(eval "echo \$dms_$c") ms):"
+    echo
+    echo "| component | share of daemon CPU | CPU-ms per request |"
+    echo "|---|---:|---:|"
+    awk -F'\t' -v d="$(eval "echo \$dms_$c")" '{ k = $1; sub(/^[0-9] /, "", k); printf "| %s | %.1f%% | %.2f |\n", k, $2, $2 * d / 100 }' "$tmp/profile"
+    echo
+    echo "Raw forward pass for comparison: $raw_cpu_ms CPU-ms per image."
+  else
+    echo "Profile $profile_note."
+  fi
+  echo "<!-- bench/load.sh:end -->"
+}
+
+if [ "$write_doc" = 1 ]; then
+  section > "$tmp/section.md"
+  [ -f "$doc" ] || : > "$doc"
+  if grep -q '^<!-- bench/load.sh:begin' "$doc"; then
+    awk -v f="$tmp/section.md" '
+      /^<!-- bench\/load.sh:begin/ { while ((getline l < f) > 0) print l; skip = 1; next }
+      /^<!-- bench\/load.sh:end -->/ { skip = 0; next }
+      !skip' "$doc" > "$tmp/doc.md"
+  else
+    { cat "$doc"; [ -s "$doc" ] && echo; cat "$tmp/section.md"; } > "$tmp/doc.md"
+  fi
+  cat "$tmp/doc.md" > "$doc"
+  echo "load: wrote the 'Service under load' section of $doc" >&2
+fi
+echo "$summary"
