@@ -87,6 +87,10 @@ $(BACKBONE): $(BUILD)/devnet tools/fetch_backbone.sh
 test: deps
 	@$(MAKE) --no-print-directory all $(BUILD)/test_all
 	@$(MAKE) --no-print-directory backbone || echo "warning: no backbone; tests that need it will skip"
+	@if command -v node >/dev/null && command -v npm >/dev/null; then \
+	  [ -d tools/openapi/node_modules ] || npm --prefix tools/openapi ci --no-audit --no-fund || { rm -rf tools/openapi/node_modules; echo "warning: npm ci in tools/openapi failed; the openapi lint and live test will skip"; }; \
+	  if [ -d tools/openapi/node_modules ]; then npm --prefix tools/openapi run lint; fi; \
+	else echo "warning: node/npm not found; the openapi lint and live test will skip"; fi
 	@$(MAKE) --no-print-directory test-run
 
 test-run:

@@ -400,11 +400,14 @@ static int choose_type(dn_model *m, const dn_train_set *set, const dn_train_opts
     return DN_OK;
 }
 
-int dn_train(dn_model *m, const dn_train_set *set, const dn_train_opts *o, const dn_backbone *bb,
+int dn_train(dn_model *m, const dn_train_set *set, const dn_train_opts *opts, const dn_backbone *bb,
              dn_error *err)
 {
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
+    dn_train_opts budgeted = *opts;
+    budgeted.deadline = opts->budget_s > 0 ? dn_clock_now() + opts->budget_s : 0;
+    const dn_train_opts *o = &budgeted;
     dn_model_free(m);
     if (set->n_normal < 1)
         return dn_error_set(err, DN_EINVAL, "no normal training images");
@@ -478,7 +481,7 @@ static int files_features(dn_extractor *x, char *const *paths, int n, int n_aug,
         *err = x->err;
         return err->code;
     }
-    return within_budget(o, "training (reading features took it all)", err);
+    return o->cancel && *o->cancel ? dn_error_set(err, DN_ETIMEDOUT, "cancelled reading features") : DN_OK;
 }
 
 int dn_train_from_files(dn_model *m, dn_extractor *x, dn_train_files *files, const dn_train_opts *o,

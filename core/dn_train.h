@@ -38,9 +38,12 @@ typedef struct dn_train_opts {
     dn_tail_opts tail_opts;
     dn_threshold_rule rule;
     float quantile;      /* normal quantile for DN_THRESHOLD_QUANTILE (0.99) */
-    double deadline;     /* time budget as a dn_clock_now() deadline, 0 = none: past it,
-                          * training stops with DN_ETIMEDOUT (checked between stages and
-                          * at every optimiser step) */
+    double budget_s;     /* training time budget in seconds, 0 = none: past it, training
+                          * stops with DN_ETIMEDOUT (checked between stages and at every
+                          * optimiser step). Reading features is not counted: a cache
+                          * makes it a one-time cost. */
+    double deadline;     /* the same as a dn_clock_now() deadline; dn_train sets it from
+                          * budget_s (0 = none) */
     const volatile int *cancel; /* may be NULL: set by another thread, training stops the
                                  * same way (a service shutting down) */
     /* progress, may be NULL: stage name, steps done and total */
@@ -65,7 +68,7 @@ typedef struct dn_train_files {
 } dn_train_files;
 
 /* Reads the files' features through x (and its cache), then dn_train. Progress goes
- * through o->progress, and o->deadline covers the feature extraction too. */
+ * through o->progress; o->budget_s counts from the end of the feature extraction. */
 int dn_train_from_files(dn_model *m, dn_extractor *x, dn_train_files *files, const dn_train_opts *o,
                         dn_error *err);
 

@@ -260,7 +260,7 @@ static int train_job(dn_retrain *r, dn_job *j, dn_error *err)
     o.ctx = r;
     o.cancel = &r->stopping;
     double t0 = dn_clock_now();
-    o.deadline = t0 + r->cfg->retrain_budget_s;
+    o.budget_s = r->cfg->retrain_budget_s;
     dn_model m;
     dn_model_init(&m);
     int have_x = !rc && !dn_extractor_init(&x, r->bb, o.size, cache);

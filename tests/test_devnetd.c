@@ -667,3 +667,53 @@ Test(devnetd, a_trainer_and_two_scorers_share_one_data_dir)
     }
     fixture_fini(&t);
 }
+
+/* SIGTERM while a slow request is in flight: the request is answered, then exit 0. */
+Test(devnetd, sigterm_finishes_requests_in_flight)
+{
+    REQUIRE_SERVICE_INPUTS();
+    fixture f;
+    fixture_init(&f, NULL, 1);
+    size_t len;
+    uint8_t *img = read_image(&f, "test/good/008.png", &len);
+    char *b64 = malloc(dn_base64_encoded_len(len) + 1);
+    dn_base64_encode(img, len, b64);
+    size_t bl = strlen(b64), n = 0;
+    char *js = malloc(8 * (bl + 4) + 32);
+    n += (size_t)sprintf(js, "{\"images\":[");
+    for (int i = 0; i < 8; i++)
+        n += (size_t)sprintf(js + n, "%s\"%s\"", i ? "," : "", b64);
+    n += (size_t)sprintf(js + n, "]}");
+    int sent[2];
+    cr_assert_eq(pipe(sent), 0);
+    pid_t kid = fork();
+    if (!kid) {
+        int fd = socket(AF_INET, SOCK_STREAM, 0);
+        struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)f.d.port)};
+        sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        if (connect(fd, (struct sockaddr *)&sa, sizeof sa))
+            _exit(3);
+        char head[256];
+        int hn = snprintf(head, sizeof head, "POST /score?heatmap=png HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n\r\n", n);
+        if (http_send_all(fd, head, (size_t)hn) || http_send_all(fd, js, n))
+            _exit(4);
+        if (write(sent[1], "s", 1) != 1) /* the whole request is out: now the parent signals */
+            _exit(5);
+        char buf[64] = {0};
+        ssize_t r = recv(fd, buf, sizeof buf - 1, 0);
+        _exit(r > 12 && !strncmp(buf, "HTTP/1.1 200", 12) ? 0 : 6);
+    }
+    char c;
+    cr_assert_eq(read(sent[0], &c, 1), 1);
+    usleep(100 * 1000); /* the daemon has the request in hand */
+    kill(f.d.pid, SIGTERM);
+    int st;
+    waitpid(kid, &st, 0);
+    cr_expect(WIFEXITED(st) && WEXITSTATUS(st) == 0, "the request in flight was answered 200 (child %d)",
+              WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+    cr_expect_eq(devnetd_stop(&f.d, 0), 0, "exit 0 after draining");
+    free(js);
+    free(b64);
+    free(img);
+    fixture_fini(&f);
+}

@@ -601,8 +601,9 @@ static void drive_main(const oa_daemon *d)
     /* the first model is training: not ready yet (unless it was quicker than us) */
     {
         http_answer a;
-        cJSON_Delete(oa_call(d, "GET", "/readyz", NULL, NULL, 0, 0, NULL, &a));
-        cr_expect(a.status == 200 || a.status == 503);
+        oa_send(d, "GET", "/readyz", NULL, NULL, 0, &a);
+        oa_record("GET", "/readyz", &a);
+        cr_expect(a.status == 200 || a.status == 503, "main: GET /readyz answered %d", a.status);
         http_answer_free(&a);
     }
     cJSON *job = oa_wait_job(d, "job-000001");
@@ -768,8 +769,12 @@ static void drive_main(const oa_daemon *d)
     cr_expect_eq(num_of(o, "version"), 2);
     cJSON *versions = cJSON_GetObjectItem(o, "versions");
     cr_expect_eq(cJSON_GetArraySize(versions), 2);
+    /* what the validator cannot see; reported, not failed (see the report of this test) */
     if (cJSON_GetArraySize(versions) == 2 && num_of(cJSON_GetArrayItem(versions, 0), "version") != 1)
         cr_log_warn("openapi: GET /model lists versions newest first; openapi.yaml says oldest first");
+    if (strncmp(str_of(cJSON_GetArrayItem(versions, 0), "file"), "models/", 7))
+        cr_log_warn("openapi: GET /model versions[].file is \"%s\"; openapi.yaml says relative to the data "
+                    "directory (models/...)", str_of(cJSON_GetArrayItem(versions, 0), "file"));
     cJSON_Delete(o);
     o = oa_call(d, "POST", "/model/rollback", NULL, NULL, 0, 200, NULL, NULL);
     cr_expect_eq(num_of(o, "from"), 2);

@@ -303,3 +303,49 @@ Test(train, unreadable_image_error_names_the_file_once)
     cr_assert_str_eq(fx.x.err.msg, want);
     teardown(&fx);
 }
+
+/* Training from files: unreadable images are skipped and counted out; the time budget and
+ * the cancel flag stop training with DN_ETIMEDOUT and leave no model. */
+Test(train, from_files_skips_budgets_and_cancels)
+{
+    fixture fx;
+    if (!setup(&fx))
+        cr_skip_test("no backbone (make backbone needs ../shared/models): skipped");
+    enum { NN = 12, NA = 2 };
+    char *normal[NN + 1], *anom[NA];
+    uint64_t seed = 5;
+    write_images(fx.root, "n", NN, 0, &seed, normal);
+    write_images(fx.root, "a", NA, 1, &seed, anom);
+    char bad[128];
+    snprintf(bad, sizeof bad, "%s/broken.png", fx.root);
+    FILE *f = fopen(bad, "wb");
+    fputs("not a png", f);
+    fclose(f);
+    normal[NN] = bad;
+    dn_train_files files = {normal, NN + 1, anom, NA, NULL, 0, 0};
+    dn_train_opts o;
+    dn_train_opts_default(&o);
+    o.size = SIZE;
+    o.head.steps = 50;
+    dn_model m;
+    dn_model_init(&m);
+    dn_error err;
+    cr_assert_eq(dn_train_from_files(&m, &fx.x, &files, &o, &err), DN_OK, "%s", err.msg);
+    cr_expect_eq(files.kept_normal, NN, "the broken file is left out");
+    cr_expect_eq(files.kept_anomaly, NA);
+    cr_expect_eq(m.type, DN_HEAD_FUSION);
+    o.budget_s = 1e-9;
+    cr_expect_eq(dn_train_from_files(&m, &fx.x, &files, &o, &err), DN_ETIMEDOUT);
+    cr_expect(strstr(err.msg, "budget") != NULL, "%s", err.msg);
+    cr_expect_eq(m.has_head + m.has_bank, 0, "a failed training leaves no model");
+    volatile int cancel = 1;
+    o.budget_s = 0;
+    o.cancel = &cancel;
+    cr_expect_eq(dn_train_from_files(&m, &fx.x, &files, &o, &err), DN_ETIMEDOUT);
+    dn_model_free(&m);
+    for (int i = 0; i < NN; i++)
+        free(normal[i]);
+    for (int i = 0; i < NA; i++)
+        free(anom[i]);
+    teardown(&fx);
+}
