@@ -91,6 +91,7 @@ test: deps
 	  [ -d tools/openapi/node_modules ] || npm --prefix tools/openapi ci --no-audit --no-fund || { rm -rf tools/openapi/node_modules; echo "warning: npm ci in tools/openapi failed; the openapi lint and live test will skip"; }; \
 	  if [ -d tools/openapi/node_modules ]; then npm --prefix tools/openapi run lint; fi; \
 	else echo "warning: node/npm not found; the openapi lint and live test will skip"; fi
+	@tools/check_docker_libs.sh $(BUILD)/devnetd
 	@$(MAKE) --no-print-directory test-run
 
 test-run:
