@@ -58,7 +58,7 @@ CONSOLE_PAGE_OBJ := $(BUILD)/obj/gen/dn_console_page.o
 SERVER_OBJ += $(CONSOLE_PAGE_OBJ)
 $(CONSOLE_PAGE_C): server/console/index.html tools/embed.sh
 	@mkdir -p $(dir $@)
-	tools/embed.sh $< dn_console_html > $@.tmp && mv $@.tmp $@
+	sh tools/embed.sh $< dn_console_html > $@.tmp && mv $@.tmp $@
 $(CONSOLE_PAGE_OBJ): $(CONSOLE_PAGE_C)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -c $< -o $@
@@ -84,7 +84,8 @@ backbone: $(BACKBONE)
 $(BACKBONE): $(BUILD)/devnet tools/fetch_backbone.sh
 	@tools/fetch_backbone.sh $(BUILD) && $(BUILD)/devnet import-backbone $(BUILD)/$(BACKBONE_TFLITE) -o $@
 
-test: deps
+test:
+	@tools/deps.sh --test
 	@$(MAKE) --no-print-directory all $(BUILD)/test_all
 	@$(MAKE) --no-print-directory backbone || echo "warning: no backbone; tests that need it will skip"
 	@if command -v node >/dev/null && command -v npm >/dev/null; then \
@@ -92,6 +93,7 @@ test: deps
 	  if [ -d tools/openapi/node_modules ]; then npm --prefix tools/openapi run lint; fi; \
 	else echo "warning: node/npm not found; the openapi lint and live test will skip"; fi
 	@tools/check_docker_libs.sh $(BUILD)/devnetd
+	@$(MAKE) --no-print-directory test-e2e
 	@$(MAKE) --no-print-directory test-run
 
 test-run:
@@ -103,7 +105,7 @@ test-e2e: $(BUILD)/devnetd
 	@if ! command -v node >/dev/null; then echo "console e2e skipped: node is not installed"; exit 0; fi; \
 	if [ ! -d tests/e2e/node_modules ] && command -v npm >/dev/null; then \
 	  npm ci --prefix tests/e2e --no-audit --no-fund || echo "console e2e: npm ci failed"; fi; \
-	DEVNETD=$(abspath $(BUILD)/devnetd) DEVNET_BACKBONE=$${DEVNET_BACKBONE:-$(abspath $(BACKBONE))} \
+	DEVNET_DEVNETD=$(abspath $(BUILD)/devnetd) DEVNET_BACKBONE=$${DEVNET_BACKBONE:-$(abspath $(BACKBONE))} \
 	  node tests/e2e/console.test.mjs
 
 # AddressSanitizer + UBSan build in its own directory; a leak report fails the run

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages devnet needs to build and test (as root, with apt-get),
 # or says exactly which are missing and how to install them (as another user).
+# With --test it also tries the optional test tools (Chromium for the console's browser
+# test); those are only warned about when they cannot be installed: the test skips then.
 set -euo pipefail
 
 # Build and runtime libraries, the test framework, and the tools the Makefile calls.
@@ -10,11 +12,27 @@ PACKAGES=(
   libcriterion-dev
 )
 
+OPTIONAL_TEST_PACKAGES=(chromium)
+
+installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
+
+optional_test_tools() {
+  local want=()
+  for p in "${OPTIONAL_TEST_PACKAGES[@]}"; do installed "$p" || want+=("$p"); done
+  [ ${#want[@]} -eq 0 ] && return 0
+  if [ "$(id -u)" -ne 0 ] || ! apt-get update -q || ! DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${want[@]}"; then
+    echo "devnet: warning: could not install ${want[*]}; the console's browser test will skip" >&2
+  fi
+}
+
 missing=()
 for p in "${PACKAGES[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  installed "$p" || missing+=("$p")
 done
-[ ${#missing[@]} -eq 0 ] && exit 0
+if [ ${#missing[@]} -eq 0 ]; then
+  [ "${1:-}" = "--test" ] && optional_test_tools
+  exit 0
+fi
 
 if [ "$(id -u)" -ne 0 ]; then
   echo "devnet: missing Debian packages: ${missing[*]}" >&2
@@ -25,3 +43,5 @@ echo "devnet: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -q
 apt-get install -y -q --no-install-recommends "${missing[@]}"
+[ "${1:-}" = "--test" ] && optional_test_tools
+exit 0
