@@ -46,6 +46,15 @@ static void log_request(const http_req *r)
     dn_log(r->rs.status >= 500 ? DN_LOG_WARN : DN_LOG_INFO, "request", f);
 }
 
+/* Queue depth and requests in flight, as /metrics reports them. */
+static void update_load(dn_http *h)
+{
+    int queued, running;
+    dn_pool_load(&h->pool, &queued, &running);
+    dn_prom_gauge(&h->svc->prom, DN_PROM_QUEUE_DEPTH, queued);
+    dn_prom_gauge(&h->svc->prom, DN_PROM_INFLIGHT, atomic_load(&h->active));
+}
+
 static enum MHD_Result send_answer(http_req *r)
 {
     dn_svc_response *rs = &r->rs;
@@ -68,6 +77,7 @@ static enum MHD_Result send_answer(http_req *r)
     enum MHD_Result ok = MHD_queue_response(r->conn, (unsigned)rs->status, resp);
     MHD_destroy_response(resp);
     dn_prom_request(&r->h->svc->prom, dn_route_name(r->route), rs->status, dn_clock_now() - r->started);
+    update_load(r->h);
     log_request(r);
     return ok;
 }
@@ -170,6 +180,7 @@ static enum MHD_Result dispatch(http_req *r)
         r->answered = 1;
         MHD_resume_connection(r->conn);
     }
+    update_load(r->h);
     return MHD_YES;
 }
 

@@ -7,6 +7,8 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <sched.h>
+#include <sys/mount.h>
 
 #define TRAIN_IMAGES 60
 #define READY_TIMEOUT_S 120
@@ -715,5 +717,49 @@ Test(devnetd, sigterm_finishes_requests_in_flight)
     free(js);
     free(b64);
     free(img);
+    fixture_fini(&f);
+}
+
+/* A full disk under the feedback store: /feedback answers 507, scoring goes on, and no
+ * half-written file is left behind. The store gets its own 64 KiB tmpfs in a private
+ * mount namespace (root only; skipped otherwise). */
+Test(devnetd, a_full_disk_answers_507_and_scoring_goes_on)
+{
+    REQUIRE_SERVICE_INPUTS();
+    fixture f;
+    fixture_init(&f, NULL, 1);
+    char store[256];
+    snprintf(store, sizeof store, "%s/feedback", f.data);
+    devnetd_stop(&f.d, SIGTERM);
+    if (unshare(CLONE_NEWNS) != 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0 ||
+        mount("tmpfs", store, "tmpfs", 0, "size=64k") != 0) {
+        dn_test_rmtree(f.dir);
+        cr_skip_test("cannot mount a small tmpfs here (needs root): %s", strerror(errno));
+    }
+    cr_assert_eq(fixture_spawn(&f, NULL), 0);
+    cr_assert_eq(http_wait_status(f.d.port, "/readyz", 200, 60), 0);
+    size_t len;
+    uint8_t *img = read_image(&f, "test/broken_large/004.png", &len); /* ~200 KB: cannot fit */
+    cr_assert_gt(len, 64u << 10);
+    http_answer a;
+    cr_assert_eq(post(&f, "/feedback?label=anomaly", "Content-Type: image/png\r\n", img, len, &a), 0);
+    expect_error(&a, 507, "insufficient_storage");
+    http_answer_free(&a);
+    cr_assert_eq(post(&f, "/score", "Content-Type: image/png\r\n", img, len, &a), 0);
+    cr_expect_eq(a.status, 200, "scoring goes on");
+    http_answer_free(&a);
+    char dir[300];
+    snprintf(dir, sizeof dir, "%s/anomaly", store);
+    cr_expect_eq(count_files(dir), 0, "nothing half-written is visible");
+    DIR *d = opendir(dir);
+    int hidden = 0;
+    for (struct dirent *e; d && (e = readdir(d));)
+        hidden += e->d_name[0] == '.' && strcmp(e->d_name, ".") && strcmp(e->d_name, "..");
+    if (d)
+        closedir(d);
+    cr_expect_eq(hidden, 0, "no temporary file is left behind");
+    free(img);
+    devnetd_stop(&f.d, SIGTERM);
+    umount(store);
     fixture_fini(&f);
 }
