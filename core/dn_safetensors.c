@@ -1,5 +1,7 @@
 #include "dn_safetensors.h"
 
+#include "dn_file.h"
+
 #include <cJSON.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -475,58 +477,32 @@ static char *st_header(const dn_st_writer *w, uint64_t *data_bytes)
     return s;
 }
 
-static int st_io_error(dn_error *err, int e, const char *what, const char *path)
-{
-    int code = e == ENOSPC || e == EDQUOT ? DN_ENOSPC : DN_EIO;
-    return dn_error_set(err, code, "%s %s: %s", what, path, strerror(e));
-}
-
-/* 0 or the errno of the failure. */
-static int st_write_all(int fd, const void *p, size_t n)
-{
-    const uint8_t *b = p;
-    while (n) {
-        ssize_t k = write(fd, b, n);
-        if (k < 0 && errno == EINTR)
-            continue;
-        if (k <= 0)
-            return k < 0 ? errno : EIO;
-        b += k;
-        n -= (size_t)k;
-    }
-    return 0;
-}
-
 static int st_write_body(const dn_st_writer *w, int fd, const char *json, size_t padded)
 {
     size_t hlen = strlen(json);
     uint8_t len[8];
     for (int i = 0; i < 8; i++)
         len[i] = (uint8_t)((uint64_t)padded >> (8 * i));
-    int e = st_write_all(fd, len, 8);
+    int e = dn_file_write_all(fd, len, 8);
     if (!e)
-        e = st_write_all(fd, json, hlen);
+        e = dn_file_write_all(fd, json, hlen);
     if (!e)
-        e = st_write_all(fd, "       ", padded - hlen);
+        e = dn_file_write_all(fd, "       ", padded - hlen);
     for (int i = 0; !e && i < w->n_tensors; i++)
-        e = st_write_all(fd, w->tensors[i].data, w->tensors[i].count * 4);
+        e = dn_file_write_all(fd, w->tensors[i].data, w->tensors[i].count * 4);
     if (!e && fsync(fd) != 0)
         e = errno;
     return e;
 }
 
-/* The rename is durable only once the directory itself is synced. */
+/* The rename is durable only once the file's folder itself is synced. */
 static int st_sync_dir(dn_error *err, const char *path)
 {
     const char *slash = strrchr(path, '/');
     char *dir = slash ? strndup(path, slash == path ? 1 : (size_t)(slash - path)) : strdup(".");
     if (!dir)
         return dn_error_set(err, DN_ENOMEM, "no memory for a directory name");
-    int rc = DN_OK, fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0 || fsync(fd) != 0)
-        rc = st_io_error(err, errno, "cannot sync directory", dir);
-    if (fd >= 0)
-        close(fd);
+    int rc = dn_file_sync_dir(dir, err);
     free(dir);
     return rc;
 }
@@ -540,15 +516,15 @@ static int st_write_atomic(dn_st_writer *w, const char *path, const char *json, 
     snprintf(tmp, cap, "%s.tmp.%ld", path, (long)getpid());
     int rc = DN_OK, fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0) {
-        rc = st_io_error(&w->err, errno, "cannot create", tmp);
+        rc = dn_file_io_error(&w->err, errno, "cannot create", tmp);
     } else {
         int e = st_write_body(w, fd, json, padded);
         if (close(fd) != 0 && !e)
             e = errno;
         if (e)
-            rc = st_io_error(&w->err, e, "cannot write", tmp);
+            rc = dn_file_io_error(&w->err, e, "cannot write", tmp);
         else if (rename(tmp, path) != 0)
-            rc = st_io_error(&w->err, errno, "cannot rename to", path);
+            rc = dn_file_io_error(&w->err, errno, "cannot rename to", path);
         if (rc)
             unlink(tmp);
         else /* PATH is already replaced: a failure here only means it may not be durable */

@@ -1,5 +1,7 @@
 #include "dn_registry.h"
 
+#include "dn_file.h"
+
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -37,34 +39,6 @@ __attribute__((format(printf, 2, 3))) static void rg_path(char out[DN_REGISTRY_M
     va_start(ap, fmt);
     vsnprintf(out, DN_REGISTRY_MAX_PATH, fmt, ap);
     va_end(ap);
-}
-
-static int rg_io_error(dn_error *err, int e, const char *what, const char *path)
-{
-    int code = e == ENOSPC || e == EDQUOT ? DN_ENOSPC : DN_EIO;
-    return dn_error_set(err, code, "%s %s: %s", what, path, strerror(e));
-}
-
-/* A link, rename or creation in dir is durable only once dir itself is synced. */
-static int rg_sync_dir(const char *dir, dn_error *err)
-{
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    int e = fd < 0 || fsync(fd) != 0 ? errno : 0;
-    if (fd >= 0)
-        close(fd);
-    return e ? rg_io_error(err, e, "cannot sync folder", dir) : DN_OK;
-}
-
-/* mkdir that accepts an existing folder; the parent is synced either way, since a folder
- * found here may have been made by a process that died before syncing it. */
-static int rg_make_dir(const char *path, const char *parent, dn_error *err)
-{
-    if (mkdir(path, 0755) != 0 && errno != EEXIST)
-        return rg_io_error(err, errno, "cannot create folder", path);
-    struct stat st;
-    if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode))
-        return dn_error_set(err, DN_EIO, "%s exists and is not a folder", path);
-    return rg_sync_dir(parent, err);
 }
 
 /* 0 or the errno of stat. */
@@ -127,7 +101,7 @@ static int rg_scan(const dn_registry *r, rg_entry **out, int *n, int *highest, d
     *n = *highest = 0;
     DIR *d = opendir(r->dir);
     if (!d)
-        return rg_io_error(err, errno, "cannot read folder", r->dir);
+        return dn_file_io_error(err, errno, "cannot read folder", r->dir);
     int cap = 0, rc = DN_OK;
     struct dirent *de;
     rg_entry e;
@@ -148,7 +122,7 @@ static int rg_scan(const dn_registry *r, rg_entry **out, int *n, int *highest, d
         errno = 0;
     }
     if (!rc && errno)
-        rc = rg_io_error(err, errno, "cannot read folder", r->dir);
+        rc = dn_file_io_error(err, errno, "cannot read folder", r->dir);
     closedir(d);
     if (rc)
         *n = *highest = 0;
@@ -318,9 +292,9 @@ int dn_registry_open(dn_registry *r, const char *data_dir, const dn_backbone *bb
         snprintf(parent, sizeof parent, "%.*s", slash == data_dir ? 1 : (int)(slash - data_dir),
                  data_dir);
     rg_path(r->dir, "%s/models", data_dir);
-    int rc = rg_make_dir(data_dir, parent, err);
+    int rc = dn_file_make_dir(data_dir, parent, err);
     if (!rc)
-        rc = rg_make_dir(r->dir, data_dir, err);
+        rc = dn_file_make_dir(r->dir, data_dir, err);
     if (rc)
         return rc;
     rg_remove_abandoned(r);
@@ -409,7 +383,7 @@ int dn_registry_load_file(dn_registry *r, const char *path, dn_error *err)
     dn_file_stamp stamp;
     dn_live *l = NULL;
     int e = rg_stamp(path, &stamp);
-    int rc = e ? rg_io_error(err, e, "cannot read", path) : rg_load(r, path, 0, &stamp, &l, err);
+    int rc = e ? dn_file_io_error(err, e, "cannot read", path) : rg_load(r, path, 0, &stamp, &l, err);
     if (!rc)
         rg_swap(r, l);
     pthread_mutex_unlock(&r->ops);
@@ -432,7 +406,7 @@ static int rg_link_next(dn_registry *r, const char *staged, int *version,
         if (link(staged, path) == 0)
             break;
         if (errno != EEXIST)
-            rc = rg_io_error(err, errno, "cannot publish", path);
+            rc = dn_file_io_error(err, errno, "cannot publish", path);
     }
     *version = v;
     return rc;
@@ -475,7 +449,7 @@ int dn_registry_publish(dn_registry *r, dn_model *m, int *version, dn_error *err
         /* The version exists from the link on, so it goes live whatever follows: an
          * unsynced folder may lose it to a power loss (the previous version is then served
          * again), and a missing stamp only makes refresh load it once more. */
-        rg_sync_dir(r->dir, NULL);
+        dn_file_sync_dir(r->dir, NULL);
         rg_stamp(path, &stamp);
         l->model = *m;
         dn_model_init(m);
@@ -507,9 +481,9 @@ int dn_registry_rollback(dn_registry *r, dn_registry_report report, void *ctx, i
         rg_path(rejected, "%s" RG_REJECTED, cur->path);
         /* ENOENT: already rejected or pruned by another process; it is out either way. */
         if (rename(cur->path, rejected) != 0 && errno != ENOENT)
-            rc = rg_io_error(err, errno, "cannot reject", cur->path);
+            rc = dn_file_io_error(err, errno, "cannot reject", cur->path);
         else
-            rc = rg_sync_dir(r->dir, err);
+            rc = dn_file_sync_dir(r->dir, err);
     }
     if (rc) {
         if (l)

@@ -1,4 +1,6 @@
 #include "dn_store.h"
+
+#include "dn_file.h"
 #include "dn_dataset.h"
 #include "dn_sha256.h"
 
@@ -37,37 +39,6 @@ __attribute__((format(printf, 2, 3))) static void st_path(char out[DN_STORE_MAX_
     va_start(ap, fmt);
     vsnprintf(out, DN_STORE_MAX_PATH, fmt, ap);
     va_end(ap);
-}
-
-static int st_io_error(dn_error *err, int e, const char *what, const char *path)
-{
-    int code = e == ENOSPC || e == EDQUOT ? DN_ENOSPC : DN_EIO;
-    return dn_error_set(err, code, "%s %s: %s", what, path, strerror(e));
-}
-
-/* 0 or the errno of the failure. */
-static int st_write_all(int fd, const unsigned char *p, size_t n)
-{
-    while (n) {
-        ssize_t k = write(fd, p, n);
-        if (k < 0 && errno == EINTR)
-            continue;
-        if (k <= 0)
-            return k < 0 ? errno : EIO;
-        p += k;
-        n -= (size_t)k;
-    }
-    return 0;
-}
-
-/* A rename or creation in dir is durable only once dir itself is synced. */
-static int st_sync_dir(const char *dir, dn_error *err)
-{
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    int e = fd < 0 || fsync(fd) != 0 ? errno : 0;
-    if (fd >= 0)
-        close(fd);
-    return e ? st_io_error(err, e, "cannot sync folder", dir) : DN_OK;
 }
 
 static int st_exists(const char *path)
@@ -113,8 +84,8 @@ static int st_write_new(dn_store *s, const char *folder, const char *final,
             break;
     }
     if (fd < 0)
-        return st_io_error(err, errno, "cannot create", tmp);
-    int e = st_write_all(fd, buf, len);
+        return dn_file_io_error(err, errno, "cannot create", tmp);
+    int e = dn_file_write_all(fd, buf, len);
     if (!e && fsync(fd) != 0)
         e = errno;
     if (close(fd) != 0 && !e)
@@ -123,24 +94,12 @@ static int st_write_new(dn_store *s, const char *folder, const char *final,
         e = errno;
     if (e) {
         unlink(tmp);
-        return st_io_error(err, e, "cannot write", final);
+        return dn_file_io_error(err, e, "cannot write", final);
     }
-    return st_sync_dir(folder, err);
+    return dn_file_sync_dir(folder, err);
 }
 
 /* ---- opening ---- */
-
-/* mkdir that accepts an existing folder; the parent is synced either way, since a folder
- * found here may have been made by a process that died before syncing it. */
-static int st_make_dir(const char *path, const char *parent, dn_error *err)
-{
-    if (mkdir(path, 0755) != 0 && errno != EEXIST)
-        return st_io_error(err, errno, "cannot create folder", path);
-    struct stat st;
-    if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode))
-        return dn_error_set(err, DN_EIO, "%s exists and is not a folder", path);
-    return st_sync_dir(parent, err);
-}
 
 /* The folder of path (a copy), "." for a bare name. */
 static void st_parent(const char *path, char *out, size_t cap)
@@ -177,7 +136,7 @@ static int st_remove_abandoned(const dn_store *s, const char *folder, dn_error *
 {
     DIR *d = opendir(folder);
     if (!d)
-        return st_io_error(err, errno, "cannot read folder", folder);
+        return dn_file_io_error(err, errno, "cannot read folder", folder);
     time_t now = time(NULL);
     struct dirent *e;
     while ((e = readdir(d)))
@@ -198,12 +157,12 @@ int dn_store_open(dn_store *s, const char *data_dir, dn_error *err)
     char parent[DN_STORE_MAX_PATH], sub[DN_STORE_MAX_PATH];
     st_parent(data_dir, parent, sizeof parent);
     snprintf(s->dir, sizeof s->dir, "%s/feedback", data_dir);
-    int rc = st_make_dir(data_dir, parent, err);
+    int rc = dn_file_make_dir(data_dir, parent, err);
     if (!rc)
-        rc = st_make_dir(s->dir, data_dir, err);
+        rc = dn_file_make_dir(s->dir, data_dir, err);
     for (int i = 0; i < 3 && !rc; i++) {
         st_path(sub, "%s/%s", s->dir, st_folders[i]);
-        rc = st_make_dir(sub, s->dir, err);
+        rc = dn_file_make_dir(sub, s->dir, err);
         if (!rc)
             rc = st_remove_abandoned(s, sub, err);
     }
@@ -234,9 +193,9 @@ static int st_move(const char *from, const char *to, const char *from_dir, const
                    dn_error *err)
 {
     if (rename(from, to) != 0 && errno != ENOENT)
-        return st_io_error(err, errno, "cannot relabel", from);
-    int rc = st_sync_dir(to_dir, err);
-    return rc ? rc : st_sync_dir(from_dir, err);
+        return dn_file_io_error(err, errno, "cannot relabel", from);
+    int rc = dn_file_sync_dir(to_dir, err);
+    return rc ? rc : dn_file_sync_dir(from_dir, err);
 }
 
 static void st_mask_path(const dn_store *s, const char *id, char folder[DN_STORE_MAX_PATH],
@@ -264,7 +223,7 @@ static void st_unput_mask(dn_store *s, const char *id)
     char folder[DN_STORE_MAX_PATH], path[DN_STORE_MAX_PATH];
     st_mask_path(s, id, folder, path);
     unlink(path);
-    st_sync_dir(folder, NULL);
+    dn_file_sync_dir(folder, NULL);
 }
 
 static int st_put_image(dn_store *s, const unsigned char *img, size_t len, int is_anomaly,
@@ -280,7 +239,7 @@ static int st_put_image(dn_store *s, const unsigned char *img, size_t len, int i
         return st_move(other, mine, other_dir, mine_dir, err);
     if (st_exists(mine)) {
         *duplicate = 1;
-        return st_sync_dir(mine_dir, err);
+        return dn_file_sync_dir(mine_dir, err);
     }
     int rc = st_write_new(s, mine_dir, mine, img, len, err);
     /* A concurrent put gave the other label meanwhile: one of them must win. Each put
@@ -343,7 +302,7 @@ static int st_names(const dn_store *s, const char *label, char ***names, int *n,
     *n = 0;
     DIR *d = opendir(folder);
     if (!d)
-        return st_io_error(err, errno, "cannot read folder", folder);
+        return dn_file_io_error(err, errno, "cannot read folder", folder);
     int cap = 0, rc = DN_OK;
     struct dirent *e;
     errno = 0;
@@ -366,7 +325,7 @@ static int st_names(const dn_store *s, const char *label, char ***names, int *n,
         errno = 0;
     }
     if (!rc && errno)
-        rc = st_io_error(err, errno, "cannot read folder", folder);
+        rc = dn_file_io_error(err, errno, "cannot read folder", folder);
     closedir(d);
     if (rc) {
         dn_paths_free(*names, *n);

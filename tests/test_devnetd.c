@@ -489,6 +489,21 @@ Test(devnetd, writes_refused_beyond_loopback_without_a_key)
     fixture_fini(&f);
 }
 
+/* {"images": [b64, ...]}: copies of one image as a JSON batch (slow on purpose). */
+static char *json_batch(const uint8_t *img, size_t len, int copies, size_t *n)
+{
+    char *b64 = malloc(dn_base64_encoded_len(len) + 1);
+    dn_base64_encode(img, len, b64);
+    size_t bl = strlen(b64);
+    char *js = malloc((size_t)copies * (bl + 4) + 32);
+    *n = (size_t)sprintf(js, "{\"images\":[");
+    for (int i = 0; i < copies; i++)
+        *n += (size_t)sprintf(js + *n, "%s\"%s\"", i ? "," : "", b64);
+    *n += (size_t)sprintf(js + *n, "]}");
+    free(b64);
+    return js;
+}
+
 Test(devnetd, a_full_queue_answers_503_with_retry_after)
 {
     REQUIRE_SERVICE_INPUTS();
@@ -497,15 +512,8 @@ Test(devnetd, a_full_queue_answers_503_with_retry_after)
     fixture_init(&f, extra, 1);
     hammer h = {.f = &f};
     uint8_t *img = read_image(&f, "test/good/002.png", &h.len);
-    /* slow requests: a JSON batch of 8 copies each */
-    char *b64 = malloc(dn_base64_encoded_len(h.len) + 1);
-    dn_base64_encode(img, h.len, b64);
-    size_t bl = strlen(b64), n = 0;
-    char *js = malloc(8 * (bl + 4) + 32);
-    n += (size_t)sprintf(js, "{\"images\":[");
-    for (int i = 0; i < 8; i++)
-        n += (size_t)sprintf(js + n, "%s\"%s\"", i ? "," : "", b64);
-    n += (size_t)sprintf(js + n, "]}");
+    size_t n;
+    char *js = json_batch(img, h.len, 8, &n); /* slow requests */
     int ok = 0, busy = 0, other = 0;
     pid_t kids[12];
     for (int i = 0; i < 12; i++) { /* separate processes: truly concurrent clients */
@@ -527,7 +535,6 @@ Test(devnetd, a_full_queue_answers_503_with_retry_after)
     cr_expect_gt(ok, 0);
     cr_expect_gt(busy, 0, "12 concurrent slow requests on 1 worker with a queue of 1");
     free(js);
-    free(b64);
     free(img);
     fixture_fini(&f);
 }
@@ -678,14 +685,8 @@ Test(devnetd, sigterm_finishes_requests_in_flight)
     fixture_init(&f, NULL, 1);
     size_t len;
     uint8_t *img = read_image(&f, "test/good/008.png", &len);
-    char *b64 = malloc(dn_base64_encoded_len(len) + 1);
-    dn_base64_encode(img, len, b64);
-    size_t bl = strlen(b64), n = 0;
-    char *js = malloc(8 * (bl + 4) + 32);
-    n += (size_t)sprintf(js, "{\"images\":[");
-    for (int i = 0; i < 8; i++)
-        n += (size_t)sprintf(js + n, "%s\"%s\"", i ? "," : "", b64);
-    n += (size_t)sprintf(js + n, "]}");
+    size_t n;
+    char *js = json_batch(img, len, 8, &n);
     int sent[2];
     cr_assert_eq(pipe(sent), 0);
     pid_t kid = fork();
@@ -715,7 +716,6 @@ Test(devnetd, sigterm_finishes_requests_in_flight)
               WIFEXITED(st) ? WEXITSTATUS(st) : -1);
     cr_expect_eq(devnetd_stop(&f.d, 0), 0, "exit 0 after draining");
     free(js);
-    free(b64);
     free(img);
     fixture_fini(&f);
 }

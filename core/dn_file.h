@@ -1,0 +1,21 @@
+/* dn_file: the few POSIX file steps that durable writes share (the safetensors writer,
+ * the feedback store, the model registry): whole writes, folder syncs, folder creation,
+ * and errno turned into an error code (a full disk is DN_ENOSPC, not DN_EIO). */
+#ifndef DN_FILE_H
+#define DN_FILE_H
+
+#include "dn_error.h"
+
+#include <stddef.h>
+
+/* Records errno e about path as DN_ENOSPC (ENOSPC, EDQUOT) or DN_EIO; returns the code. */
+int dn_file_io_error(dn_error *err, int e, const char *what, const char *path);
+/* Writes all n bytes (retrying EINTR); 0 or the errno of the failure. */
+int dn_file_write_all(int fd, const void *p, size_t n);
+/* A creation, rename or link in dir is durable only once dir itself is synced. */
+int dn_file_sync_dir(const char *dir, dn_error *err);
+/* mkdir that accepts an existing folder; parent is synced either way, since a folder found
+ * here may have been made by a process that died before syncing it. */
+int dn_file_make_dir(const char *path, const char *parent, dn_error *err);
+
+#endif
