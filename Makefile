@@ -112,7 +112,7 @@ test-e2e: $(BUILD)/devnetd
 # (criterion forks each test and does not fail on LeakSanitizer output itself).
 asan: deps
 	@$(MAKE) --no-print-directory BUILD=build-asan OPT="-O1" SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" all build-asan/test_all build-asan/backbone.safetensors
-	set -o pipefail; ASAN_OPTIONS=detect_leaks=1 DEVNET_BACKBONE=$(abspath build-asan/backbone.safetensors) DEVNET_DEVNETD=$(abspath build-asan/devnetd) \
+	set -o pipefail; ASAN_OPTIONS=detect_leaks=1 LSAN_OPTIONS=suppressions=$(abspath tools/lsan.supp) DEVNET_BACKBONE=$(abspath build-asan/backbone.safetensors) DEVNET_DEVNETD=$(abspath build-asan/devnetd) \
 	  build-asan/test_all --jobs 2 2>&1 | tee build-asan/asan.log; \
 	  if grep -q -E "LeakSanitizer|AddressSanitizer|runtime error" build-asan/asan.log; then echo "asan: sanitizer reports above"; exit 1; fi
 
@@ -125,6 +125,54 @@ run: deps all backbone
 	@mkdir -p $(DEVNET_DATA)
 	exec $(BUILD)/devnetd --listen 127.0.0.1:8080 --data-dir $(DEVNET_DATA) --backbone $(BACKBONE) \
 	  $(if $(RUN_TRAIN_DATA),--train-data $(RUN_TRAIN_DATA))
+
+# ---- Fuzzing (libFuzzer) ----------------------------------------------------------------
+# make fuzz [FUZZ_SECONDS=60] [FUZZ_TARGETS="image model"]: clang builds the libraries with
+# coverage (-fsanitize=fuzzer-no-link) and ASan + UBSan into build-fuzz/, and one harness
+# per target (tests/fuzz/fuzz_<target>.c over tests/fuzz/fuzz_targets.c, which make test
+# also replays); each runs FUZZ_SECONDS on its seeds (tests/fuzz/corpus/<target>/ and
+# tests/fuzz/regress/<target>/, read only). New inputs go to build-fuzz/corpus/<target>/,
+# findings to build-fuzz/crashes/<target>/, the log to build-fuzz/<target>.log; it fails
+# when a harness found something. make fuzz-seeds regenerates tests/fuzz/corpus/.
+FUZZ_TARGETS ?= image model tflite request_json multipart service
+FUZZ_SECONDS ?= 60
+FUZZ_DIR := build-fuzz
+# gcc defines __SANITIZE_ADDRESS__ under ASan and core/dn_simd.h then compiles no
+# target_clones; clang 14 does not define it, and refuses those clones' 64-byte vector helpers.
+FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer \
+  -D__SANITIZE_ADDRESS__=1
+FUZZ_OBJ := $(BUILD)/obj/tests/fuzz/fuzz_targets.o
+FUZZ_LIBS := $(BUILD)/libdevnet_server.a $(BUILD)/libdevnet_api.a $(BUILD)/libdevnet.a
+.PHONY: fuzz fuzz-build fuzz-seeds
+
+fuzz:
+	@[ -n "$$DEVNET_BACKBONE" ] || $(MAKE) --no-print-directory backbone || echo "warning: no backbone; the service harness will not start"
+	@$(MAKE) --no-print-directory BUILD=$(FUZZ_DIR) CC=clang OPT=-O1 SAN="$(FUZZ_SAN) -fsanitize=fuzzer-no-link" fuzz-build
+	@found=; for t in $(FUZZ_TARGETS); do \
+	  mkdir -p $(FUZZ_DIR)/corpus/$$t $(FUZZ_DIR)/crashes/$$t $(FUZZ_DIR)/tmp; \
+	  seeds=tests/fuzz/corpus/$$t; [ -d tests/fuzz/regress/$$t ] && seeds="$$seeds tests/fuzz/regress/$$t"; \
+	  start=$$(date +%s); TMPDIR=$(abspath $(FUZZ_DIR)/tmp) UBSAN_OPTIONS=print_stacktrace=1 DEVNET_BACKBONE=$${DEVNET_BACKBONE:-$(abspath $(BACKBONE))} \
+	    $(FUZZ_DIR)/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -timeout=30 -print_final_stats=1 \
+	    -artifact_prefix=$(FUZZ_DIR)/crashes/$$t/ $(FUZZ_DIR)/corpus/$$t $$seeds > $(FUZZ_DIR)/$$t.log 2>&1 || found="$$found $$t"; \
+	  execs=$$(sed -n 's/^stat::number_of_executed_units: *//p' $(FUZZ_DIR)/$$t.log); \
+	  corp=$$(grep -o 'corp: [0-9]*' $(FUZZ_DIR)/$$t.log | tail -1 | cut -d' ' -f2); \
+	  echo "fuzz_$$t: $$(( $$(date +%s) - start )) s, $${execs:-0} executions, corpus $${corp:-?} inputs, $$(ls $(FUZZ_DIR)/crashes/$$t | wc -l) files in $(FUZZ_DIR)/crashes/$$t"; \
+	done; rm -rf $(FUZZ_DIR)/tmp; \
+	if [ -n "$$found" ]; then echo "fuzz: findings in:$$found (reproduce: $(FUZZ_DIR)/fuzz_<target> FILE)"; exit 1; fi
+
+fuzz-build: $(FUZZ_TARGETS:%=$(BUILD)/fuzz_%)
+.SECONDARY: $(FUZZ_OBJ) $(FUZZ_TARGETS:%=$(BUILD)/obj/tests/fuzz/fuzz_%.o)
+
+$(BUILD)/fuzz_%: $(BUILD)/obj/tests/fuzz/fuzz_%.o $(FUZZ_OBJ) $(FUZZ_LIBS)
+	$(CC) $(SAN) -fsanitize=fuzzer -o $@ $< $(FUZZ_OBJ) $(FUZZ_LIBS) $(LDLIBS)
+
+fuzz-seeds: $(BUILD)/fuzz-seeds
+	rm -rf tests/fuzz/corpus && $(BUILD)/fuzz-seeds tests/fuzz/corpus
+
+$(BUILD)/fuzz-seeds: $(BUILD)/obj/tests/fuzz/fuzz_seeds.o $(BUILD)/libdevnet_api.a $(BUILD)/libdevnet.a
+	$(CC) $(SAN) -o $@ $< $(BUILD)/libdevnet_api.a $(BUILD)/libdevnet.a $(LDLIBS)
+
+-include $(FUZZ_OBJ:.o=.d) $(FUZZ_TARGETS:%=$(BUILD)/obj/tests/fuzz/fuzz_%.d) $(BUILD)/obj/tests/fuzz/fuzz_seeds.d
 
 clean:
 	rm -rf build build-asan
