@@ -175,6 +175,6 @@ $(BUILD)/fuzz-seeds: $(BUILD)/obj/tests/fuzz/fuzz_seeds.o $(BUILD)/libdevnet_api
 -include $(FUZZ_OBJ:.o=.d) $(FUZZ_TARGETS:%=$(BUILD)/obj/tests/fuzz/fuzz_%.d) $(BUILD)/obj/tests/fuzz/fuzz_seeds.d
 
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan build-fuzz
 
 -include $(CORE_OBJ:.o=.d) $(API_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(SERVER_OBJ:.o=.d) $(DAEMON_OBJ:.o=.d) $(TEST_OBJ:.o=.d)

@@ -307,7 +307,7 @@ static int parse_model_json(dn_model *m, const char *text)
               read_stat(o, "img_fused", &m->img_fused) || read_stat(o, "img_head", &m->img_head) ||
               read_stat(o, "img_bank", &m->img_bank) || read_stat(o, "patch_head", &m->patch_head) ||
               read_stat(o, "patch_bank", &m->patch_bank);
-    m->size = (int)size;
+    m->size = bad ? 0 : (int)size; /* converting a float beyond int's range is undefined */
     m->has_tail = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "tail"));
     cJSON_Delete(o);
     return bad ? dn_error_set(&m->err, DN_EFORMAT, "model metadata is incomplete or not finite") : DN_OK;

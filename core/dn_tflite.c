@@ -188,6 +188,9 @@ static int64_t le_i64(const uint8_t *p)
     return (int64_t)u;
 }
 
+/* Elements of a tensor's shape; -1 when a dimension is not positive or the count passes
+ * INT32_MAX (more than any constant the file size allows), which also keeps the product
+ * from overflowing. */
 static int64_t tensor_count(const tfl_tensor *t)
 {
     int64_t n = 1;
@@ -195,6 +198,8 @@ static int64_t tensor_count(const tfl_tensor *t)
         if (t->shape[d] < 1 || t->shape[d] > (1 << 24))
             return -1;
         n *= t->shape[d];
+        if (n > INT32_MAX)
+            return -1;
     }
     return n;
 }
@@ -234,9 +239,12 @@ static int dequantize(importer *im, const tfl_tensor *t, int64_t count, float *o
     if (tensor_count(t) != count || (uint64_t)count * es != t->data_len)
         return corrupt(im, "constant tensor size does not match its shape");
     int quantised = t->type != TFL_F32;
-    int64_t channels = t->qdim >= 0 && t->qdim < t->ndim ? t->shape[t->qdim] : 1;
+    /* qdim comes from the file: an axis outside the shape means one channel (then only a
+     * per-tensor scale fits), and must not index the shape. */
+    int axis = t->qdim >= 0 && t->qdim < t->ndim ? t->qdim : t->ndim;
+    int64_t channels = axis < t->ndim ? t->shape[axis] : 1;
     int64_t inner = 1;
-    for (int d = t->qdim + 1; d < t->ndim; d++)
+    for (int d = axis + 1; d < t->ndim; d++)
         inner *= t->shape[d];
     if (quantised && t->n_scales != 1 && t->n_scales != channels)
         return dn_error_set(&im->m->err, DN_EUNSUPPORTED, "tensor '%s': %u scales for %lld channels",
@@ -369,7 +377,10 @@ static int channels_of(importer *im, int node)
 static int take_weights(importer *im, const tfl_op *op, dn_node *n, size_t *cursor)
 {
     size_t wn = dn_node_weight_count(n), bn = dn_node_bias_count(n);
-    if (*cursor + wn + bn > im->m->n_weights)
+    size_t room = im->m->n_weights - *cursor;
+    /* The counts come from the file's shapes (a negative one is huge as a size_t), so they
+     * are compared one by one: a sum could wrap around and pass. */
+    if (wn > room || bn > room - wn)
         return corrupt(im, "weights larger than the file");
     float *w = im->m->weights + *cursor;
     int rc = dequantize(im, &im->tensors[op->in[1]], (int64_t)wn, w);
@@ -469,11 +480,15 @@ static int import_op(importer *im, const tfl_op *op, size_t *cursor)
         rc = check_mean_axes(im, op);
         break;
     case OP_SOFTMAX: {
-        size_t f = op->options ? fb_field(&im->b, op->options, 0) : 0;
-        float beta = f ? le_f32(im->b.p + f) : 1.0f;
+        /* beta's bits are read like any scalar, bounds-checked (an options table may lie
+         * at the end of the file); a field beyond it is reported as corrupt below. */
+        uint32_t bits = (uint32_t)opt_scalar(im, op, 0, 4, 0x3F800000 /* 1.0f */);
+        float beta;
+        memcpy(&beta, &bits, sizeof beta);
         n->op = DN_OP_SOFTMAX;
-        rc = beta == 1.0f ? DN_OK
-                          : dn_error_set(&im->m->err, DN_EUNSUPPORTED, "SOFTMAX with beta %g", beta);
+        rc = beta == 1.0f || im->b.bad
+                 ? DN_OK
+                 : dn_error_set(&im->m->err, DN_EUNSUPPORTED, "SOFTMAX with beta %g", beta);
         break;
     }
     default:
@@ -511,10 +526,12 @@ static int read_input(importer *im, size_t sg)
     if (t < 0 || (uint32_t)t >= im->n_tensors)
         return corrupt(im, "input tensor index out of range");
     const tfl_tensor *in = &im->tensors[t];
+    /* H becomes the native size, which a backbone file keeps within the forward pass's limit */
     if (in->ndim != 4 || in->shape[0] != 1 || in->shape[3] < 1 || in->shape[3] > 4 ||
-        in->shape[1] < 1)
+        in->shape[1] < 1 || in->shape[1] > DN_MAX_INPUT_SIDE)
         return dn_error_set(&im->m->err, DN_EUNSUPPORTED,
-                            "model input must be [1, H, W, C] with C <= 4");
+                            "model input must be [1, H, W, C] with C <= 4 and H <= %d",
+                            DN_MAX_INPUT_SIDE);
     im->producer[t] = DN_INPUT;
     im->m->graph.in_channels = (int)in->shape[3];
     im->m->graph.native_size = (int)in->shape[1];

@@ -1,0 +1,8 @@
+/* libFuzzer harness: the image target of fuzz_targets.h (make fuzz). */
+#include "fuzz_targets.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t len)
+{
+    dn_fuzz_image(data, len);
+    return 0;
+}
