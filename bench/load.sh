@@ -10,10 +10,10 @@
 # Usage (from anywhere; run after `make build/devnetd build/devnet backbone`):
 #   bench/load.sh [--duration S] [--concurrency "1 8 32"] [--repeats N] [--workers N]
 #                 [--wrk-threads N] [--images N] [--bench-iters N] [--profile-c C]
-#                 [--no-profile] [--no-doc] [-- EXTRA DEVNETD ARGS...]
+#                 [--noise-cores X] [--no-profile] [--no-doc] [-- EXTRA DEVNETD ARGS...]
 # Each option also reads an environment variable: LOAD_DURATION, LOAD_CONCURRENCY,
 # LOAD_REPEATS, LOAD_WORKERS, LOAD_WRK_THREADS, LOAD_IMAGES, LOAD_BENCH_ITERS,
-# LOAD_PROFILE_C; LOAD_DATA is the MVTec-layout folder, relative to the project root (default
+# LOAD_PROFILE_C, LOAD_NOISE_CORES; LOAD_DATA is the MVTec-layout folder, relative to the project root (default
 # ${DEVNET_SHARED:-../shared}/data/mvtec_bottle).
 #
 # Needs (Debian 12): wrk, netpbm (pngtopnm) and libjpeg-turbo-progs (cjpeg) to make the
@@ -24,12 +24,14 @@
 # and a warm-up run has passed. Each repeat runs `devnet bench --size S --threads W`
 # (S = the live model's input_size, W = --workers) and then wrk at every concurrency, so
 # that background load on a shared machine hits both alike; the table gives medians over
-# the repeats. wrk's own CPU and the rest of the machine's are measured per run from
+# the repeats, leaving out runs during which the rest of the machine used more than
+# --noise-cores cores (when a cleaner run at that concurrency exists). wrk's own CPU and the rest of the machine's are measured per run from
 # /proc (the daemon, wrk and everything else share the same cores on loopback).
 # Non-2xx answers are counted by status in bench/load.lua; 503 with Retry-After (the
 # queue is full) is the only acceptable one. A last run at --profile-c is sampled with
 # `perf record` (flat profile of the daemon, no call graphs) to say where the time goes.
 set -euo pipefail
+export LC_ALL=C
 cd "$(dirname "$0")/.."
 
 cmdline="bench/load.sh${*:+ $*}"
@@ -41,6 +43,7 @@ wrk_threads=${LOAD_WRK_THREADS:-1}
 n_images=${LOAD_IMAGES:-8}
 bench_iters=${LOAD_BENCH_ITERS:-200}
 profile_c=${LOAD_PROFILE_C:-8}
+noise_cores=${LOAD_NOISE_CORES:-0.25}
 data=${LOAD_DATA:-${DEVNET_SHARED:-../shared}/data/mvtec_bottle}
 profile=1
 write_doc=1
@@ -49,8 +52,12 @@ devnet=build/devnet
 doc=docs/PERFORMANCE.md
 target=0.90
 
-usage() { sed -n '10,17p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '/^# Usage/,/^# Needs/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2; exit 2; }
 while [ $# -gt 0 ]; do
+  case $1 in
+    --duration|--concurrency|--repeats|--workers|--wrk-threads|--images|--bench-iters|--profile-c|--noise-cores)
+      [ $# -ge 2 ] || { echo "load: $1 needs a value" >&2; usage; } ;;
+  esac
   case $1 in
     --duration) duration=$2; shift 2 ;;
     --concurrency) concurrency=$2; shift 2 ;;
@@ -60,6 +67,7 @@ while [ $# -gt 0 ]; do
     --images) n_images=$2; shift 2 ;;
     --bench-iters) bench_iters=$2; shift 2 ;;
     --profile-c) profile_c=$2; shift 2 ;;
+    --noise-cores) noise_cores=$2; shift 2 ;;
     --no-profile) profile=0; shift ;;
     --no-doc) write_doc=0; shift ;;
     --) shift; break ;;
@@ -75,6 +83,8 @@ for v in "$duration" "$repeats" "$workers" "$wrk_threads" "$n_images" "$bench_it
   is_int "$v" || die "'$v' is not a whole number >= 1"
 done
 for c in $concurrency; do is_int "$c" || die "concurrency '$c' is not a whole number >= 1"; done
+[ -n "${concurrency// /}" ] || die "--concurrency lists nothing"
+awk -v x="$noise_cores" 'BEGIN { exit !(x ~ /^[0-9]+(\.[0-9]*)?$/) }' || die "--noise-cores takes a number of cores"
 
 missing=()
 for t in wrk pngtopnm cjpeg curl; do command -v "$t" >/dev/null || missing+=("$t"); done
@@ -202,27 +212,57 @@ run_wrk "$max_c" 3 "$tmp/warmup" # builds every worker's extractor, warms the al
 
 : > "$tmp/runs"
 : > "$tmp/raw"
-for r in $(seq 1 "$repeats"); do
+# bench_once: one raw bench; appends "ms_per_image latency_ms other_cores images_per_s" to
+# $tmp/raw and sets raw_last (images/s). The throughput of record is workers x 1000 /
+# latency_ms (the median time of one pass; the workers run side by side), not the bench's
+# ms_per_image: that one is the median round time / workers, timed by the bench's main
+# thread, which on a 2-core machine competes with its 2 workers and can read a round's
+# start late (seen here: 3.3 ms/image with 8.9 ms passes, which two workers cannot do).
+bench_once() {
+  local line ms lat h0 d0 t0 h1 d1 t1 other
+  snap; h0=$snap_host; d0=$snap_daemon; t0=$EPOCHREALTIME
+  times > "$tmp/times0"
   "$devnet" bench --size "$size" --threads "$workers" --iters "$bench_iters" --json > "$tmp/bench.out" ||
     die "devnet bench failed"
-  raw_line=$(grep '^{' "$tmp/bench.out" | tail -1)
-  ms=$(printf '%s' "$raw_line" | grep -o '"ms_per_image":[0-9.]*' | cut -d: -f2)
-  lat=$(printf '%s' "$raw_line" | grep -o '"latency_ms":[0-9.]*' | cut -d: -f2)
-  echo "$r $ms $lat" >> "$tmp/raw"
-  echo "load: repeat $r: devnet bench --size $size --threads $workers: $ms ms/image" >&2
+  times > "$tmp/times1"
+  snap; h1=$snap_host; d1=$snap_daemon; t1=$EPOCHREALTIME
+  # the rest of the machine (the daemon, idle, included) while the bench ran
+  other=$(awk -v dh=$((h1 - h0)) -v dd=$((d1 - d0)) -v clk="$clk" -v t0="$t0" -v t1="$t1" \
+    -v a="$(child_cpu "$tmp/times0")" -v b="$(child_cpu "$tmp/times1")" \
+    'BEGIN { o = (dh / clk - (b - a)) / (t1 - t0); printf "%.3f", o < 0 ? 0 : o }')
+  line=$(grep '^{' "$tmp/bench.out" | tail -1)
+  ms=$(printf '%s' "$line" | grep -o '"ms_per_image":[0-9.]*' | cut -d: -f2)
+  lat=$(printf '%s' "$line" | grep -o '"latency_ms":[0-9.]*' | cut -d: -f2)
+  [ -n "$ms" ] || die "devnet bench printed no ms_per_image"
+  [ -n "$lat" ] || die "devnet bench printed no latency_ms"
+  raw_last=$(awk -v l="$lat" -v w="$workers" 'BEGIN { printf "%.3f", w * 1000 / l }')
+  echo "$ms $lat $other $raw_last" >> "$tmp/raw"
+}
+# Raw benches and wrk runs alternate: B W B W ... B. Each wrk run is compared with the mean
+# throughput of the two raw benches around it, so that a burst of background load that
+# slows one slows its reference too.
+bench_once
+for r in $(seq 1 "$repeats"); do
   for c in $concurrency; do
+    raw_before=$raw_last
     run_wrk "$c" "$duration" "$tmp/run.$r.$c"
-    echo "r=$r $(cat "$tmp/run.$r.$c")" >> "$tmp/runs"
+    bench_once
+    ref=$(awk -v a="$raw_before" -v b="$raw_last" 'BEGIN { printf "%.3f", (a + b) / 2 }')
+    echo "r=$r $(cat "$tmp/run.$r.$c") raw_rps_ref=$ref" |
+      awk '{ for (i = 1; i <= NF; i++) { split($i, p, "="); v[p[1]] = p[2] }
+             printf "%s rps_ratio=%.4f\n", $0, v["rps"] / v["raw_rps_ref"] }' >> "$tmp/runs"
     tail -1 "$tmp/runs" | awk '{ for (i = 1; i <= NF; i++) { split($i, p, "="); v[p[1]] = p[2] }
-      printf "load: repeat %s, c=%s: %s req/s, p50 %s ms, p99 %s ms, non-2xx %s, daemon %s CPU-ms/req\n",
-        v["r"], v["c"], v["rps"], v["p50_ms"], v["p99_ms"], v["non2xx"], v["daemon_ms_per_req"] }' >&2
+      printf "load: repeat %s, c=%s: %s req/s (raw around it %s/s), p50 %s ms, p99 %s ms, non-2xx %s, " \
+        "daemon %s CPU-ms/req, wrk %s cores, other %s cores\n", v["r"], v["c"], v["rps"], v["raw_rps_ref"],
+        v["p50_ms"], v["p99_ms"], v["non2xx"], v["daemon_ms_per_req"], v["wrk_cores"], v["other_cores"] }' >&2
   done
 done
 loadavg1=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # ---- profile: one more run at profile_c under perf record (flat, daemon only) ----
 profile_note=""
-prof_c=$profile_c
+prof_c=$max_c # the profile's CPU shares are converted with the daemon CPU-ms/req measured at prof_c
+for c in $concurrency; do [ "$c" != "$profile_c" ] || prof_c=$profile_c; done
 : > "$tmp/profile"
 if [ "$profile" = 1 ]; then
   if ! command -v perf >/dev/null; then
@@ -277,43 +317,69 @@ fi
 
 # ---- medians and the summary ----
 median() { sort -g | awk '{ a[NR] = $1 } END { if (!NR) { print "nan"; exit } print (NR % 2 ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2) }'; }
-col() { # col C KEY: the values of KEY over the runs at concurrency C
+# Runs during which other processes used more than noise_cores cores are noisy: left out
+# of the medians at a concurrency that has at least one quiet run (they still count for
+# non-2xx). col C KEY: the values of KEY over the runs kept at concurrency C;
+# allcol C KEY over every run.
+allcol() {
   awk -v c="$1" -v k="$2" '{ for (i = 1; i <= NF; i++) { split($i, p, "="); v[p[1]] = p[2] } if (v["c"] == c) print v[k] }' "$tmp/runs"
 }
-sumcol() { col "$1" "$2" | awk '{ s += $1 } END { print s + 0 }'; }
-raw_ms=$(awk '{ print $2 }' "$tmp/raw" | median)
-raw_lat=$(awk '{ print $3 }' "$tmp/raw" | median)
-raw_min=$(awk '{ print $2 }' "$tmp/raw" | sort -g | head -1)
-raw_max=$(awk '{ print $2 }' "$tmp/raw" | sort -g | tail -1)
-raw_rps=$(awk -v m="$raw_ms" 'BEGIN { printf "%.1f", 1000 / m }')
-raw_cpu_ms=$(awk -v m="$raw_ms" -v w="$workers" 'BEGIN { printf "%.2f", m * w }')
+col() {
+  awk -v c="$1" -v k="$2" -v t="$noise_cores" '
+    { for (i = 1; i <= NF; i++) { split($i, p, "="); v[p[1]] = p[2] }
+      if (v["c"] != c) next
+      n++; val[n] = v[k]; quiet[n] = v["other_cores"] <= t; nq += quiet[n] }
+    END { for (i = 1; i <= n; i++) if (quiet[i] || !nq) print val[i] }' "$tmp/runs"
+}
+sumcol() { allcol "$1" "$2" | awk '{ s += $1 } END { print s + 0 }'; }
+# the raw figures of record: medians over the quiet benches (all of them if none is quiet)
+rawcol() {
+  awk -v k="$1" -v t="$noise_cores" '{ n++; v[n] = $k; q[n] = $3 <= t; nq += q[n] }
+    END { for (i = 1; i <= n; i++) if (q[i] || !nq) print v[i] }' "$tmp/raw"
+}
+raw_ms=$(rawcol 1 | median)
+raw_lat=$(rawcol 2 | median)
+raw_quiet=$(awk -v t="$noise_cores" '$3 <= t { n++ } END { print n + 0 }' "$tmp/raw")
+raw_min=$(awk '{ print $4 }' "$tmp/raw" | sort -g | head -1)
+raw_max=$(awk '{ print $4 }' "$tmp/raw" | sort -g | tail -1)
+raw_n=$(wc -l < "$tmp/raw")
+raw_rps=$(rawcol 4 | median)
+raw_rps=$(printf '%.1f' "$raw_rps")
+raw_cpu_ms=$(printf '%.2f' "$raw_lat")
 
 summary="LOAD_SUMMARY date=$(date -u +%Y-%m-%dT%H:%M:%SZ) workers=$workers size=$size head=$head_type"
 summary+=" duration_s=$duration repeats=$repeats wrk_threads=$wrk_threads images=$n_images"
 table=""
-best_c=""; best_rps=0; bad_total=0
+best_c=""; best_rps=0; best_ratio=0; bad_total=0; noisy_total=0; cpu_ratio=0
 for c in $concurrency; do
   rps=$(col "$c" rps | median); p50=$(col "$c" p50_ms | median); p99=$(col "$c" p99_ms | median)
-  rmin=$(col "$c" rps | sort -g | head -1); rmax=$(col "$c" rps | sort -g | tail -1)
+  rmin=$(allcol "$c" rps | sort -g | head -1); rmax=$(allcol "$c" rps | sort -g | tail -1)
+  kept=$(col "$c" rps | wc -l); total=$(allcol "$c" rps | wc -l); noisy_total=$((noisy_total + total - kept))
   non2xx=$(sumcol "$c" non2xx); s503=$(sumcol "$c" s503); s503bad=$(sumcol "$c" s503_no_retry_after)
   sock=$(sumcol "$c" socket_errors); reqs=$(sumcol "$c" requests)
   dms=$(col "$c" daemon_ms_per_req | median); wcores=$(col "$c" wrk_cores | median)
   ocores=$(col "$c" other_cores | median)
-  tq=$(col "$c" t_queue | median); td=$(col "$c" t_decode | median)
-  ti=$(col "$c" t_inference | median); tt=$(col "$c" t_total | median)
+  # shellcheck disable=SC2034 # tq, tt: read back through eval below
+  tq=$(col "$c" t_queue | median) td=$(col "$c" t_decode | median) \
+    ti=$(col "$c" t_inference | median) tt=$(col "$c" t_total | median)
   bad=$((non2xx - s503 + s503bad + sock)); bad_total=$((bad_total + bad))
-  ratio=$(awk -v a="$rps" -v b="$raw_rps" 'BEGIN { printf "%.3f", a / b }')
-  if awk -v a="$rps" -v b="$best_rps" 'BEGIN { exit !(a > b) }'; then best_c=$c; best_rps=$rps; fi
+  rref=$(col "$c" raw_rps_ref | median)
+  ratio=$(col "$c" rps_ratio | median); ratio=$(printf '%.3f' "$ratio")
+  if awk -v a="$rps" -v b="$best_rps" 'BEGIN { exit !(a > b) }'; then
+    best_c=$c; best_rps=$rps; best_ratio=$ratio
+    cpu_ratio=$(awk -v r="$raw_cpu_ms" -v d="$dms" 'BEGIN { printf "%.3f", r / d }')
+  fi
   eval "tq_$c=\$tq td_$c=\$td ti_$c=\$ti tt_$c=\$tt dms_$c=\$dms"
   summary+=" c${c}_rps=$rps c${c}_p50_ms=$p50 c${c}_p99_ms=$p99 c${c}_non2xx=$non2xx c${c}_503=$s503"
   summary+=" c${c}_bad=$bad c${c}_ratio=$ratio"
-  table+=$(printf '| %d | %.1f (%.1f–%.1f) | %.1f | %.1f | %d of %d (%d × 503 + Retry-After) | %.2f | %.2f / %.2f | %.2f | **%.2f** |' \
-    "$c" "$rps" "$rmin" "$rmax" "$p50" "$p99" "$non2xx" "$reqs" "$((s503 - s503bad))" "$dms" "$wcores" \
-    "$ocores" "$(awk -v a="$td" -v b="$ti" 'BEGIN { print a + b }')" "$ratio")$'\n'
+  table+=$(printf '| %d | %d of %d | %.1f (%.1f–%.1f) | %.1f | %.1f | %d of %d (%d × 503 + Retry-After) | %.2f | %.2f / %.2f | %.2f | %.1f | **%.2f** |' \
+    "$c" "$kept" "$total" "$rps" "$rmin" "$rmax" "$p50" "$p99" "$non2xx" "$reqs" "$((s503 - s503bad))" "$dms" "$wcores" \
+    "$ocores" "$(awk -v a="$td" -v b="$ti" 'BEGIN { print a + b }')" "$rref" "$ratio")$'\n'
 done
-ratio=$(awk -v a="$best_rps" -v b="$raw_rps" 'BEGIN { printf "%.3f", a / b }')
+ratio=$best_ratio
 pass=$(awk -v r="$ratio" -v t="$target" -v b="$bad_total" 'BEGIN { print (r >= t && b == 0) ? 1 : 0 }')
-summary+=" raw_ms_per_image=$raw_ms raw_rps=$raw_rps ratio=$ratio ratio_at_c=$best_c bad_non2xx=$bad_total"
+summary+=" raw_pass_ms=$raw_lat raw_ms_per_image=$raw_ms raw_rps=$raw_rps ratio=$ratio ratio_at_c=$best_c bad_non2xx=$bad_total"
+summary+=" cpu_ratio=$cpu_ratio noisy_runs_left_out=$noisy_total quiet_raw_benches=$raw_quiet/$raw_n"
 summary+=" target=$target pass=$pass"
 
 # ---- the section of docs/PERFORMANCE.md ----
@@ -326,7 +392,8 @@ section() {
   echo
   echo "Generated by \`$cmdline\` on $(date -u '+%Y-%m-%d %H:%M UTC'): $cores cores ($cpu),"
   echo "${mem} GiB, $(uname -r), shared with other people's test runs (load average $loadavg0 before,"
-  echo "$loadavg1 after; the *other* column is the rest of the machine's CPU during each run)."
+  echo "$loadavg1 after, this run included; the *other* column is the rest of the machine's CPU"
+  echo "during each run)."
   echo
   echo "- Service: \`build/devnetd --workers $workers --listen 127.0.0.1:0\` with its first model trained at"
   echo "  start from \`$data\` (head \`$head_type\`${bank:+, memory bank of $bank patches}, input size $size)."
@@ -335,23 +402,33 @@ section() {
   echo "  spaced over the test set (normal and defective; mean ${jpeg_kb} KB, made by \`pngtopnm | cjpeg"
   echo "  -quality 90 -optimize\`, Debian \`netpbm\` + \`libjpeg-turbo-progs\`); answers ~$resp_bytes bytes of JSON."
   echo "- Raw: \`devnet bench --size $size --threads $workers --iters $bench_iters\` (forward pass to the final"
-  echo "  map on a synthetic input, $workers workers in lock-step rounds): median $raw_ms ms/image"
-  echo "  (range $raw_min–$raw_max over the repeats) = **$raw_rps images/s**; one pass $raw_lat ms, i.e."
-  echo "  $raw_cpu_ms CPU-ms per image."
-  echo "- $repeats repeats, each: the raw bench, then wrk at every concurrency; medians over the"
-  echo "  repeats (req/s range in brackets); non-2xx summed over all repeats."
+  echo "  map on a synthetic input, $workers workers side by side): one pass $(printf '%.2f' "$raw_lat") ms, i.e."
+  echo "  $workers × 1000 / $(printf '%.2f' "$raw_lat") = **$raw_rps images/s**; medians over $(
+    [ "$raw_quiet" -gt 0 ] && echo "the $raw_quiet of $raw_n benches during which other processes used at most $noise_cores cores" ||
+      echo "all $raw_n benches (none was quiet)"),"
+  echo "  $(printf '%.1f' "$raw_min")–$(printf '%.1f' "$raw_max") images/s over all. The bench's own \`ms_per_image\` (median round"
+  echo "  time / $workers, here $(printf '%.2f' "$raw_ms")) is not used: its main thread times the rounds and competes with"
+  echo "  the $workers workers for the cores, so it can read a round's start late and the figure low."
+  echo "- Raw benches and wrk runs alternate (bench, run, bench, run, ..., bench); a run's ratio is its"
+  echo "  req/s over the mean images/s of the two benches around it (*raw img/s around*), so that"
+  echo "  background load slowing one slows its reference too. *service / raw* is the median of the"
+  echo "  runs' ratios. Medians over the $repeats repeats, except runs during which other processes"
+  echo "  used more than $noise_cores cores (*runs used*; the req/s range in brackets is over all runs);"
+  echo "  non-2xx summed over all runs."
   echo
-  echo "| concurrency | req/s | p50 ms | p99 ms | non-2xx | daemon CPU-ms/req | wrk / other cores | decode+inference ms | service / raw |"
-  echo "|---:|---:|---:|---:|---|---:|---:|---:|---:|"
+  echo "| concurrency | runs used | req/s | p50 ms | p99 ms | non-2xx | daemon CPU-ms/req | wrk / other cores | decode+inference ms | raw img/s around | service / raw |"
+  echo "|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|"
   printf '%s' "$table"
   echo
-  echo "**Service / raw forward pass: $ratio** (at concurrency $best_c, the highest throughput; target"
-  echo ">= $target). Non-2xx other than 503 with Retry-After: $bad_total. $(
-    [ "$pass" = 1 ] && echo "Target met." || echo "Target not met.")"
+  echo "**Service / raw forward pass: $(printf '%.2f' "$ratio")** (at concurrency $best_c, the highest throughput;"
+  echo "target >= $target). Non-2xx other than 503 with Retry-After: $bad_total. $(
+    [ "$pass" = 1 ] && echo "Target met." || echo "Target not met.") The CPU work alone"
+  echo "bounds the ratio at $(printf '%.2f' "$cpu_ratio") there: $raw_cpu_ms CPU-ms per raw pass against $(printf '%.2f' "$(eval "echo \$dms_$best_c")") CPU-ms per"
+  echo "request in the daemon."
   echo
   echo "The ratio compares whole requests with bare forward passes. Beyond the forward pass"
   echo "(also run by the service, with its four taps copied out), a request costs: receiving and"
-  echo "parsing the HTTP request (libmicrohttpd I/O threads), decoding the 448×448 JPEG, resizing"
+  echo "parsing the HTTP request (libmicrohttpd I/O threads), decoding the ${img_dims:-full-size} JPEG, resizing"
   echo "it to $size and normalising, the model's scoring (for this head: patch descriptors and a"
   echo "nearest-neighbour search in the memory bank; patch map, top patches, p-value), building and"
   echo "printing the JSON answer and sending it. wrk runs on the same $cores cores and takes its share"
@@ -359,24 +436,32 @@ section() {
   echo "has the cores to itself apart from the latter. *daemon CPU-ms/req* is the daemon's CPU time"
   echo "(all threads, /proc) per answered request, against $raw_cpu_ms CPU-ms per image for the raw"
   echo "pass. *decode+inference* is the median of the answers' mean \`timing_ms.decode + inference\`."
+  echo "At concurrency 1 a single request is in flight, so one worker of $workers is busy: that row's"
+  echo "ratio is bounded by 1/$workers, and its p50 compares with the raw single pass ($raw_cpu_ms ms)."
   echo
   echo "### Where the time goes"
   echo
   local c=$prof_c
   [ -n "$(eval "echo \${dms_$c:-}")" ] || c=$best_c
-  echo "Answers' \`timing_ms\` at concurrency $c (medians of per-run means): queue $(eval "echo \$tq_$c") ms,"
-  echo "decode $(eval "echo \$td_$c") ms, inference (resize, forward pass, scoring) $(eval "echo \$ti_$c") ms,"
-  echo "total $(eval "echo \$tt_$c") ms."
+  printf "Answers' \`timing_ms\` at concurrency %s (medians of per-run means): queue %.2f ms,\n" "$c" "$(eval "echo \$tq_$c")"
+  printf "decode %.2f ms, inference (resize, forward pass, scoring) %.2f ms, total %.2f ms.\n" \
+    "$(eval "echo \$td_$c")" "$(eval "echo \$ti_$c")" "$(eval "echo \$tt_$c")"
   echo
   if [ -s "$tmp/profile" ]; then
     echo "Daemon CPU by component ($profile_note; flat profile by symbol), converted to ms"
-    echo "with the median daemon CPU-ms/req at concurrency $c ($(eval "echo \$dms_$c") ms):"
+    echo "with the median daemon CPU-ms/req at concurrency $c ($(printf '%.2f' "$(eval "echo \$dms_$c")") ms):"
     echo
     echo "| component | share of daemon CPU | CPU-ms per request |"
     echo "|---|---:|---:|"
     awk -F'\t' -v d="$(eval "echo \$dms_$c")" '{ k = $1; sub(/^[0-9] /, "", k); printf "| %s | %.1f%% | %.2f |\n", k, $2, $2 * d / 100 }' "$tmp/profile"
     echo
-    echo "Raw forward pass for comparison: $raw_cpu_ms CPU-ms per image."
+    awk -F'\t' -v d="$(eval "echo \$dms_$c")" -v r="$raw_cpu_ms" -v t="$target" '
+      $1 ~ /^1 / { fwd = $2 * d / 100 } { all += $2 * d / 100 }
+      END {
+        printf "Raw forward pass for comparison: %.2f CPU-ms per image (one pass); the service'"'"'s forward\n", r
+        printf "pass here: %.2f. Everything else costs %.2f CPU-ms per request. A ratio of %.2f needs at most\n", fwd, all - fwd, t
+        printf "%.2f CPU-ms per request in all (%.2f/%.2f), i.e. %.2f less than now.\n", r / t, r, t, d - r / t
+      }' "$tmp/profile"
   else
     echo "Profile $profile_note."
   fi

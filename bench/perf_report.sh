@@ -9,7 +9,10 @@ bb=build/backbone.safetensors
 out=docs/PERFORMANCE.md
 [ -f "$bb" ] || { echo "perf_report: $bb missing (make backbone)" >&2; exit 2; }
 log=$(mktemp)
-trap 'rm -f "$log"' EXIT
+keep=$(mktemp)
+trap 'rm -f "$log" "$keep"' EXIT
+# bench/load.sh owns the "Service under load" section between its markers: kept as is.
+[ -f "$out" ] && sed -n '/^<!-- bench\/load.sh:begin/,/^<!-- bench\/load.sh:end -->/p' "$out" > "$keep"
 /usr/bin/python3 bench/compare_torch.py --backbone "$bb" --iters "$iters" --markdown | tee "$log"
 cpu=$(lscpu | sed -n 's/^Model name: *//p' | head -1)
 {
@@ -42,5 +45,9 @@ cpu=$(lscpu | sed -n 's/^Model name: *//p' | head -1)
   echo
   echo "Targets (issue 2): at 448, 1 thread, ours/pytorch <= 1.0; 2 threads >= 1.7x faster than"
   echo "1 thread; peak RSS of \`devnet classify\` <= 64 MB."
+  if [ -s "$keep" ]; then
+    echo
+    cat "$keep"
+  fi
 } > "$out"
 echo "wrote $out"

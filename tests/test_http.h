@@ -14,6 +14,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/prctl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -157,9 +158,11 @@ static inline int devnetd_port_from_log(const char *log)
     return port;
 }
 
-/* Starts devnetd with args (NULL-terminated, after the program name) on port 0, its
- * stderr in log (truncated: a restart must not find the old port there); waits until it
- * listens. 0 on success. */
+/* Starts devnetd with args (NULL-terminated, after the program name), its stderr in log
+ * (truncated: a restart must not find the old port there); waits until it listens.
+ * fork, not posix_spawn, so that the child asks to be killed with the test process: a
+ * failed or timed-out test leaves no daemon behind (call it before starting threads).
+ * 0 on success. */
 static inline int devnetd_start(devnetd_proc *d, const char *log, char *const *args)
 {
     char *argv[64];
@@ -169,13 +172,22 @@ static inline int devnetd_start(devnetd_proc *d, const char *log, char *const *a
         argv[n++] = args[i];
     argv[n] = NULL;
     snprintf(d->log, sizeof d->log, "%s", log);
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, 2, log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
-    int rc = posix_spawn(&d->pid, argv[0], &fa, NULL, argv, environ);
-    posix_spawn_file_actions_destroy(&fa);
-    if (rc)
+    /* truncated here, before the fork: the loop below must never read the old port */
+    int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd < 0)
+        return -1;
+    pid_t parent = getpid();
+    d->pid = fork();
+    if (d->pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        int null = open("/dev/null", O_WRONLY);
+        if (getppid() != parent || null < 0 || dup2(fd, 2) < 0 || dup2(null, 1) < 0)
+            _exit(127);
+        execv(argv[0], argv);
+        _exit(127);
+    }
+    close(fd);
+    if (d->pid < 0)
         return -1;
     for (int i = 0; i < 600; i++) { /* 60 s */
         int status;

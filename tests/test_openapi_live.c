@@ -11,7 +11,6 @@
 #include <turbojpeg.h>
 
 #define TRAIN_IMAGES 60
-#define START_TIMEOUT_S 120 /* devnetd loads the backbone, then listens */
 #define READY_TIMEOUT_S 300 /* the first model is trained before /readyz answers 200 */
 #define JOB_TIMEOUT_S 300
 #define STOP_TIMEOUT_S 60
@@ -54,44 +53,14 @@ typedef struct blob {
 
 /* ---- daemons ---- */
 
-/* Starts devnetd with args (after the program name), its stderr in d->log, and waits for
- * the port it listens on. fork (the test process is single-threaded) so that the child can
- * ask to be killed with the test process: a timed-out test leaves no daemon behind. */
+/* Starts devnetd with args (after the program name), its stderr in d->log. */
 static int oa_start(oa_daemon *d, char *const *args)
 {
-    char *argv[64];
-    int n = 0;
-    argv[n++] = (char *)devnetd_binary();
-    for (int i = 0; args[i] && n < 63; i++)
-        argv[n++] = args[i];
-    argv[n] = NULL;
-    pid_t parent = getpid();
-    pid_t pid = fork();
-    if (pid < 0)
-        return -1;
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (getppid() != parent)
-            _exit(127);
-        int log = open(d->log, O_WRONLY | O_CREAT | O_APPEND, 0644);
-        int null = open("/dev/null", O_WRONLY);
-        if (log < 0 || null < 0 || dup2(log, 2) < 0 || dup2(null, 1) < 0)
-            _exit(127);
-        execv(argv[0], argv);
-        _exit(127);
-    }
-    d->pid = pid;
-    for (int i = 0; i < START_TIMEOUT_S * 10; i++) {
-        int status;
-        if (waitpid(pid, &status, WNOHANG) == pid) {
-            d->pid = 0;
-            return -1;
-        }
-        if ((d->port = devnetd_port_from_log(d->log)))
-            return 0;
-        usleep(100 * 1000);
-    }
-    return -1;
+    devnetd_proc p;
+    int rc = devnetd_start(&p, d->log, args);
+    d->pid = p.pid;
+    d->port = p.port;
+    return rc;
 }
 
 /* SIGTERM, then SIGKILL if it has not exited in STOP_TIMEOUT_S; the exit status or -1. */
