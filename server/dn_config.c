@@ -57,7 +57,7 @@ static const setting keys[] = {
     {"max_body_bytes", K_SIZE, FIELD(max_body_bytes), 1024, 4294967296.0, "32M", "largest request body accepted"},
     {"max_pixels", K_LONG, FIELD(max_pixels), 1, (double)DN_MAX_IMAGE_SIDE * DN_MAX_IMAGE_SIDE, "40000000",
      "largest decoded image, width*height"},
-    {"max_batch", K_INT, FIELD(max_batch), 1, 1024, "16", "images per /score request"},
+    {"max_batch", K_INT, FIELD(max_batch), 1, DN_API_MAX_BATCH, "16", "images per /score request"},
     {"max_connections", K_INT, FIELD(max_connections), 1, 65536, "256", "simultaneous HTTP connections"},
     {"idle_timeout_s", K_INT, FIELD(idle_timeout_s), 1, 3600, "30", "seconds before an idle connection is closed"},
     {"queue_depth", K_INT, FIELD(queue_depth), 1, 65536, "64", "jobs waiting for a worker before requests get 503"},
