@@ -3,7 +3,9 @@
  * --threads T runs T workers, each with its own forward context and one BLAS thread, on
  * the same synthetic image at once: the way devnetd uses the cores. A round is one pass
  * per worker; ms_per_image is the median round time divided by T (throughput), and
- * latency_ms the median time of a single pass inside a round. */
+ * latency_ms the median time of a single pass inside a round. A round is timed from the
+ * workers' own clocks (earliest start to latest end), not by the main thread: on a
+ * machine with T cores that third thread may run late and see a round too short. */
 #include "cli.h"
 
 #include "dn_backbone.h"
@@ -24,7 +26,8 @@ typedef struct bench {
     const float *input;
     int size, iters, threads, tap;
     pthread_barrier_t start, end;
-    double *pass_ms; /* [iters * threads] */
+    double *pass_ms;          /* [iters * threads] */
+    double *start_ms, *end_ms; /* [iters * threads]: each pass's clock readings */
     int failed;
 } bench;
 
@@ -52,8 +55,13 @@ static void *worker_main(void *arg)
         double t0 = now_ms();
         if (dn_forward_run(&fw, b->input, b->size, b->size, &b->tap, 1, &out))
             b->failed = 1;
-        if (it >= 0)
-            b->pass_ms[it * b->threads + w->id] = now_ms() - t0;
+        double t1 = now_ms();
+        if (it >= 0) {
+            int k = it * b->threads + w->id;
+            b->pass_ms[k] = t1 - t0;
+            b->start_ms[k] = t0;
+            b->end_ms[k] = t1;
+        }
         pthread_barrier_wait(&b->end);
     }
     dn_forward_free(&fw);
@@ -103,13 +111,19 @@ static int run_rounds(bench *b, double *round_ms)
     }
     for (int it = -BENCH_WARMUP; it < b->iters; it++) {
         pthread_barrier_wait(&b->start);
-        double t0 = now_ms();
         pthread_barrier_wait(&b->end);
-        if (it >= 0)
-            round_ms[it] = now_ms() - t0;
     }
     for (int t = 0; t < b->threads; t++)
         pthread_join(tid[t], NULL);
+    for (int it = 0; it < b->iters; it++) {
+        const double *s = b->start_ms + it * b->threads, *e = b->end_ms + it * b->threads;
+        double first = s[0], last = e[0];
+        for (int t = 1; t < b->threads; t++) {
+            first = s[t] < first ? s[t] : first;
+            last = e[t] > last ? e[t] : last;
+        }
+        round_ms[it] = last - first;
+    }
     pthread_barrier_destroy(&b->start);
     pthread_barrier_destroy(&b->end);
     return b->failed;
@@ -151,11 +165,14 @@ int cmd_bench(int argc, char **argv)
     size_t n_in = (size_t)size * size * bb.graph.in_channels;
     float *input = malloc(n_in * sizeof *input);
     double *round_ms = malloc((size_t)iters * sizeof *round_ms);
-    double *pass_ms = malloc((size_t)iters * threads * sizeof *pass_ms);
+    size_t n_pass = (size_t)iters * threads;
+    double *pass_ms = malloc(n_pass * sizeof *pass_ms), *start_ms = malloc(n_pass * sizeof *start_ms);
+    double *end_ms = malloc(n_pass * sizeof *end_ms);
     bench b = {.bb = &bb, .input = input, .size = (int)size, .iters = (int)iters,
-               .threads = (int)threads, .tap = dn_backbone_final_map(&bb), .pass_ms = pass_ms};
+               .threads = (int)threads, .tap = dn_backbone_final_map(&bb), .pass_ms = pass_ms,
+               .start_ms = start_ms, .end_ms = end_ms};
     rc = CLI_FAIL;
-    if (input && round_ms && pass_ms) {
+    if (input && round_ms && pass_ms && start_ms && end_ms) {
         uint64_t s = 42; /* a fixed synthetic image in [-1, 1] */
         for (size_t i = 0; i < n_in; i++, s = s * 6364136223846793005ull + 1442695040888963407ull)
             input[i] = (float)((s >> 40) & 0xffff) / 32767.5f - 1.0f;
@@ -180,6 +197,8 @@ int cmd_bench(int argc, char **argv)
     free(input);
     free(round_ms);
     free(pass_ms);
+    free(start_ms);
+    free(end_ms);
     dn_backbone_free(&bb);
     return rc;
 }
