@@ -106,8 +106,9 @@ void dn_dihedral(const float *in, int s, int c, int aug, float *out)
         }
 }
 
-/* Copies the forward's taps (three, or four with a tail input) into one owned buffer. */
-static int keep_maps(const dn_fmap *maps, int n_maps, dn_feats *out, dn_error *err)
+/* Copies the forward's taps into one owned buffer: maps[i] is the map of tap first + i
+ * (0 final, 1 stride 8, 2 stride 16, 3 tail input). */
+static int keep_maps(const dn_fmap *maps, int first, int n_maps, dn_feats *out, dn_error *err)
 {
     size_t n = 0;
     for (int i = 0; i < n_maps; i++)
@@ -119,15 +120,15 @@ static int keep_maps(const dn_fmap *maps, int n_maps, dn_feats *out, dn_error *e
     dn_fmap *dst[4] = {&out->final, &out->s8, &out->s16, &out->tail_in};
     float *p = out->buf;
     for (int i = 0; i < n_maps; i++) {
-        *dst[i] = maps[i];
+        *dst[first + i] = maps[i];
         memcpy(p, maps[i].data, map_floats(&maps[i]) * sizeof(float));
-        dst[i]->data = p;
+        dst[first + i]->data = p;
         p += map_floats(&maps[i]);
     }
     return DN_OK;
 }
 
-int dn_extractor_image(dn_extractor *x, const dn_image *img, int aug, dn_feats *out)
+static int extract(dn_extractor *x, const dn_image *img, int aug, int mid_only, dn_feats *out)
 {
     int s = x->size;
     dn_error_clear(&x->err);
@@ -142,13 +143,19 @@ int dn_extractor_image(dn_extractor *x, const dn_image *img, int aug, dn_feats *
         in = x->turned;
     }
     dn_fmap maps[4];
-    rc = dn_forward_run(&x->fw, in, s, s, x->taps, x->n_taps, maps);
+    int first = mid_only ? 1 : 0, n = mid_only ? 2 : x->n_taps;
+    rc = dn_forward_run(&x->fw, in, s, s, x->taps + first, n, maps);
     if (rc)
         return dn_error_set(&x->err, rc, "%s", x->fw.err.msg);
-    rc = keep_maps(maps, x->n_taps, out, &x->err);
+    rc = keep_maps(maps, first, n, out, &x->err);
     out->photo_w = img->width;
     out->photo_h = img->height;
     return rc;
+}
+
+int dn_extractor_image(dn_extractor *x, const dn_image *img, int aug, dn_feats *out)
+{
+    return extract(x, img, aug, x->mid_only, out);
 }
 
 /* ---- disk cache ------------------------------------------------------------------ */
@@ -183,7 +190,7 @@ static int cache_load(dn_extractor *x, const char *path, dn_feats *out)
              maps[i].c == x->bb->graph.nodes[x->taps[i]].cout;
     const char *w = ok ? dn_st_meta(&st, "photo_width") : NULL;
     const char *h = ok ? dn_st_meta(&st, "photo_height") : NULL;
-    int rc = w && h && atoi(w) > 0 && atoi(h) > 0 ? keep_maps(maps, x->n_taps, out, &x->err) : DN_EFORMAT;
+    int rc = w && h && atoi(w) > 0 && atoi(h) > 0 ? keep_maps(maps, 0, x->n_taps, out, &x->err) : DN_EFORMAT;
     if (!rc) {
         out->photo_w = atoi(w);
         out->photo_h = atoi(h);
@@ -243,7 +250,7 @@ int dn_extractor_file(dn_extractor *x, const char *path, int aug, dn_feats *out,
     rc = dn_image_decode(&img, bytes, len, NULL, &x->err);
     free(bytes);
     if (!rc)
-        rc = dn_extractor_image(x, &img, aug, out);
+        rc = extract(x, &img, aug, 0, out); /* the cache keeps every map */
     dn_image_free(&img);
     if (rc) {
         char why[DN_ERROR_MSG_MAX]; /* the message is rewritten from itself: copy it first */

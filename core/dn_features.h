@@ -31,6 +31,10 @@ typedef struct dn_extractor {
     float *input; /* size * size * 3 */
     float *turned;
     char cache_dir[4096]; /* empty: no cache */
+    int mid_only; /* dn_extractor_image takes only the stride-8 and stride-16 maps and the
+                   * forward pass stops there: all a model without a head reads (the final
+                   * map and the tail input stay empty). Set by the caller; the cache
+                   * (dn_extractor_file) always keeps every map. */
     dn_error err;
 } dn_extractor;
 

@@ -231,6 +231,12 @@ static int worker_extractor(dn_service *s, int worker, int size, dn_extractor **
     return DN_OK;
 }
 
+/* A model without a head reads only the mid-level maps: the forward pass stops there. */
+static void extract_for(dn_extractor *x, const dn_model *m)
+{
+    x->mid_only = !m->has_head;
+}
+
 typedef struct score_ctx {
     dn_service *s;
     const dn_config *c;
@@ -382,6 +388,7 @@ static void handle_score(dn_service *s, const dn_config *c, const dn_svc_request
         dn_svc_error(rs, 500, "internal", "%s", err.msg);
     } else {
         k.l = l;
+        extract_for(k.x, &l->model);
         score_all(&k, &in, rs);
     }
     if (l)

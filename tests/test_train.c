@@ -349,3 +349,46 @@ Test(train, from_files_skips_budgets_and_cancels)
         free(anom[i]);
     teardown(&fx);
 }
+
+/* A model without a head reads only the mid-level maps: features taken with mid_only stop
+ * the forward pass early, match the full ones, and score exactly the same. */
+Test(train, mid_only_features_score_a_normality_model_the_same)
+{
+    fixture fx;
+    if (!setup(&fx))
+        cr_skip_test("no backbone (make backbone needs ../shared/models): skipped");
+    dn_model m;
+    dn_model_init(&m);
+    double auroc;
+    train_model(&fx, DN_HEAD_NORMALITY, &m, &auroc);
+    cr_assert_eq(m.has_head, 0);
+    char *paths[1];
+    uint64_t seed = 77;
+    write_images(fx.root, "probe", 1, 1, &seed, paths);
+    dn_image img;
+    dn_image_init(&img);
+    dn_error err;
+    cr_assert_eq(dn_image_load(&img, paths[0], NULL, &err), DN_OK, "%s", err.msg);
+    dn_feats full, mid;
+    dn_feats_init(&full);
+    dn_feats_init(&mid);
+    cr_assert_eq(dn_extractor_image(&fx.x, &img, 0, &full), DN_OK);
+    fx.x.mid_only = 1;
+    cr_assert_eq(dn_extractor_image(&fx.x, &img, 0, &mid), DN_OK);
+    cr_expect_null(mid.final.data, "no final map");
+    cr_assert_eq(mid.s16.h * mid.s16.w * mid.s16.c, full.s16.h * full.s16.w * full.s16.c);
+    cr_expect_eq(memcmp(mid.s8.data, full.s8.data, sizeof(float) * mid.s8.h * mid.s8.w * mid.s8.c), 0);
+    cr_expect_eq(memcmp(mid.s16.data, full.s16.data, sizeof(float) * mid.s16.h * mid.s16.w * mid.s16.c), 0);
+    dn_score a, b;
+    cr_assert_eq(dn_model_score(&m, &full, &a, &err), DN_OK, "%s", err.msg);
+    cr_assert_eq(dn_model_score(&m, &mid, &b, &err), DN_OK, "%s", err.msg);
+    cr_expect_eq(a.score, b.score);
+    dn_score_free(&a);
+    dn_score_free(&b);
+    dn_feats_free(&full);
+    dn_feats_free(&mid);
+    dn_image_free(&img);
+    free(paths[0]);
+    dn_model_free(&m);
+    teardown(&fx);
+}
