@@ -406,9 +406,8 @@ section() {
   echo "  $workers × 1000 / $(printf '%.2f' "$raw_lat") = **$raw_rps images/s**; medians over $(
     [ "$raw_quiet" -gt 0 ] && echo "the $raw_quiet of $raw_n benches during which other processes used at most $noise_cores cores" ||
       echo "all $raw_n benches (none was quiet)"),"
-  echo "  $(printf '%.1f' "$raw_min")–$(printf '%.1f' "$raw_max") images/s over all. The bench's own \`ms_per_image\` (median round"
-  echo "  time / $workers, here $(printf '%.2f' "$raw_ms")) is not used: its main thread times the rounds and competes with"
-  echo "  the $workers workers for the cores, so it can read a round's start late and the figure low."
+  echo "  $(printf '%.1f' "$raw_min")–$(printf '%.1f' "$raw_max") images/s over all (the bench's own \`ms_per_image\`,"
+  echo "  median round time / $workers, was $(printf '%.2f' "$raw_ms"))."
   echo "- Raw benches and wrk runs alternate (bench, run, bench, run, ..., bench); a run's ratio is its"
   echo "  req/s over the mean images/s of the two benches around it (*raw img/s around*), so that"
   echo "  background load slowing one slows its reference too. *service / raw* is the median of the"
@@ -426,8 +425,11 @@ section() {
   echo "bounds the ratio at $(printf '%.2f' "$cpu_ratio") there: $raw_cpu_ms CPU-ms per raw pass against $(printf '%.2f' "$(eval "echo \$dms_$best_c")") CPU-ms per"
   echo "request in the daemon."
   echo
-  echo "The ratio compares whole requests with bare forward passes. Beyond the forward pass"
-  echo "(also run by the service, with its four taps copied out), a request costs: receiving and"
+  echo "The ratio compares whole requests with bare forward passes to the final map. For a model"
+  echo "without a head (this one: \`$head_type\`) the service's forward pass stops at the stride-16 map,"
+  echo "all that the normality branch reads, so it does less backbone work than the raw pass. A model"
+  echo "with a DevNet head (fusion) runs the whole pass: not measured here (with the whole pass, this"
+  echo "normality model reached 0.74 earlier on 2026-11-29). Beyond its forward pass, a request costs: receiving and"
   echo "parsing the HTTP request (libmicrohttpd I/O threads), decoding the ${img_dims:-full-size} JPEG, resizing"
   echo "it to $size and normalising, the model's scoring (for this head: patch descriptors and a"
   echo "nearest-neighbour search in the memory bank; patch map, top patches, p-value), building and"
