@@ -38,8 +38,8 @@ const char *cli_default_cache(char *buf, int len);
  * CLI_FAIL); otherwise unreadable images are skipped with a warning (dn_extractor_files). */
 int cli_features(dn_extractor *x, char *const *paths, int n, int n_aug, const char *stage,
                  dn_feats **out, int *n_kept);
-/* Array of pointers to f[0..n) (malloc'd), as dn_train_set wants. */
-const dn_feats **cli_pointers(dn_feats *f, int n);
+/* Warns on stderr that an unreadable image is skipped (dn_files_opts.skipped). */
+void cli_report_skip(void *ctx, const char *path, const char *why);
 
 /* What train and eval share on the command line (see cli_model_option in cmd_train.c). */
 typedef struct cli_model_args {

@@ -35,7 +35,7 @@ const char *cli_default_cache(char *buf, int len)
     return buf;
 }
 
-static void report_skip(void *ctx, const char *path, const char *why)
+void cli_report_skip(void *ctx, const char *path, const char *why)
 {
     (void)ctx;
     (void)path; /* the message names the file */
@@ -45,16 +45,8 @@ static void report_skip(void *ctx, const char *path, const char *why)
 int cli_features(dn_extractor *x, char *const *paths, int n, int n_aug, const char *stage,
                  dn_feats **out, int *n_kept)
 {
-    dn_files_opts o = {n_aug, n_kept != NULL, stage, cli_progress, report_skip, NULL};
+    dn_files_opts o = {n_aug, n_kept != NULL, stage, cli_progress, cli_report_skip, NULL};
     return dn_extractor_files(x, paths, n, &o, out, NULL, n_kept) ? cli_fail(stage, &x->err) : CLI_OK;
-}
-
-const dn_feats **cli_pointers(dn_feats *f, int n)
-{
-    const dn_feats **p = malloc(((size_t)n + 1) * sizeof *p);
-    for (int i = 0; p && i < n; i++)
-        p[i] = &f[i];
-    return p;
 }
 
 int cli_score_file(const dn_model *m, dn_extractor *x, const char *path, dn_image *img, dn_score *s,

@@ -5,6 +5,7 @@
  * AUROC (PatchCore) and the DevNet paper's per-anomalous-image AUROC. */
 #include "cli.h"
 
+#include "dn_clock.h"
 #include "dn_dataset.h"
 #include "dn_heatmap.h"
 #include "dn_metrics.h"
@@ -13,7 +14,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #define EVAL_MAX_SEEDS 32
 #define EVAL_TIMED_IMAGES 20
@@ -37,21 +37,6 @@ typedef struct eval_ctx {
     dn_dataset d;
     dn_feats *train, *test;
 } eval_ctx;
-
-/* Trains m on normal features and n_anomaly x DN_AUGMENTATIONS anomaly features. */
-static int fit(const dn_backbone *bb, dn_feats *normal, int n_normal, dn_feats *anomaly, int n_anomaly,
-               const dn_train_opts *o, dn_model *m)
-{
-    const dn_feats **np = cli_pointers(normal, n_normal);
-    const dn_feats **ap = cli_pointers(anomaly, n_anomaly * DN_AUGMENTATIONS);
-    dn_train_set set = {np, n_normal, ap, n_anomaly, DN_AUGMENTATIONS, "eval"};
-    dn_error err;
-    dn_error_clear(&err);
-    int rc = np && ap ? dn_train(m, &set, o, bb, &err) : dn_error_set(&err, DN_ENOMEM, "out of memory");
-    free(np);
-    free(ap);
-    return rc ? cli_fail("train", &err) : CLI_OK;
-}
 
 static int parse_seeds(const char *s, eval_args *a)
 {
@@ -164,13 +149,6 @@ static int score_rest(const eval_ctx *c, const dn_model *m, const int *rest, int
     return rc ? cli_fail("eval", &err) : CLI_OK;
 }
 
-static double now_s(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + t.tv_nsec / 1e9;
-}
-
 static int run_seed(const eval_ctx *c, uint64_t seed, seed_result *r, dn_model *m)
 {
     int k = (int)c->a->m.shots, *drawn = malloc(((size_t)k + 1) * sizeof *drawn);
@@ -188,10 +166,12 @@ static int run_seed(const eval_ctx *c, uint64_t seed, seed_result *r, dn_model *
         rc = cli_features(c->x, paths, k, DN_AUGMENTATIONS, "anomalies x8", &anomaly, NULL);
     dn_train_opts o = c->a->m.opts;
     o.seed = seed;
-    double t0 = now_s();
+    double t0 = dn_clock_now();
     if (!rc)
-        rc = fit(c->bb, c->train, c->d.n_train, anomaly, k, &o, m);
-    r->train_s = now_s() - t0;
+        rc = dn_train_feats(m, c->train, c->d.n_train, anomaly, k, "eval", &o, c->bb, &err)
+                 ? cli_fail("train", &err)
+                 : CLI_OK;
+    r->train_s = dn_clock_now() - t0;
     if (!rc)
         rc = score_rest(c, m, rest, n_rest, r);
     dn_feats_free_all(anomaly, k * DN_AUGMENTATIONS);
@@ -205,7 +185,7 @@ static int run_seed(const eval_ctx *c, uint64_t seed, seed_result *r, dn_model *
 static double time_pipeline(const eval_ctx *c, const dn_model *m)
 {
     int n = c->d.n_test < EVAL_TIMED_IMAGES ? c->d.n_test : EVAL_TIMED_IMAGES;
-    double t0 = now_s();
+    double t0 = dn_clock_now();
     for (int i = 0; i < n; i++) {
         dn_image img;
         dn_score s;
@@ -216,7 +196,7 @@ static double time_pipeline(const eval_ctx *c, const dn_model *m)
         dn_score_free(&s);
         dn_image_free(&img);
     }
-    return n ? (now_s() - t0) * 1e3 / n : 0;
+    return n ? (dn_clock_now() - t0) * 1e3 / n : 0;
 }
 
 static void mean_std(const seed_result *r, int n, size_t field, double *mean, double *std)

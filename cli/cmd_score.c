@@ -3,11 +3,11 @@
 #include "cli.h"
 
 #include "dn_api.h"
+#include "dn_clock.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #define SCORE_TOP_PATCHES 5
 
@@ -67,17 +67,10 @@ static void print_result(const score_args *a, const dn_model *m, const char *pat
     cJSON_Delete(o);
 }
 
-static double now_ms(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec * 1e3 + t.tv_nsec / 1e6;
-}
-
 static int score_one(const score_args *a, const dn_model *m, dn_extractor *x, const char *path,
                      int index, int several)
 {
-    double t0 = now_ms();
+    double t0 = dn_clock_now() * 1e3;
     dn_image img;
     dn_score s;
     dn_image_init(&img);
@@ -86,7 +79,7 @@ static int score_one(const score_args *a, const dn_model *m, dn_extractor *x, co
     dn_error_clear(&err);
     int rc = cli_score_file(m, x, path, &img, &s, &err);
     if (!rc)
-        print_result(a, m, path, &img, &s, now_ms() - t0);
+        print_result(a, m, path, &img, &s, dn_clock_now() * 1e3 - t0);
     char out[4200];
     heatmap_path(a->heatmap ? a->heatmap : "", index, several, out, sizeof out);
     if (!rc && a->heatmap)

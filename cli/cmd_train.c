@@ -115,13 +115,6 @@ static int anomaly_paths(const train_args *a, const dn_dataset *d, char ***paths
     return rc ? cli_fail(a->m.data, &err) : CLI_OK;
 }
 
-static void report_skip(void *ctx, const char *path, const char *why)
-{
-    (void)ctx;
-    (void)path; /* the message names the file */
-    fprintf(stderr, "devnet: skipping an unreadable image: %s\n", why);
-}
-
 static int train_from(const train_args *a, dn_extractor *x, const dn_dataset *d)
 {
     char **apaths = NULL, **npaths = malloc(((size_t)d->n_train + 1) * sizeof *npaths);
@@ -129,7 +122,7 @@ static int train_from(const train_args *a, dn_extractor *x, const dn_dataset *d)
     for (int i = 0; npaths && i < d->n_train; i++)
         npaths[i] = d->train[i].path;
     /* an unreadable training image is skipped with a warning, not the end of training */
-    dn_train_files files = {npaths, d->n_train, apaths, n_anom, report_skip, 0, 0};
+    dn_train_files files = {npaths, d->n_train, apaths, n_anom, cli_report_skip, 0, 0};
     dn_model m;
     dn_model_init(&m);
     dn_error err;

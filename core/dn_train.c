@@ -460,12 +460,29 @@ void dn_train_set_hash(char (*sha)[65], int n, char out[65])
     dn_sha256_hex(d, out);
 }
 
-static const dn_feats **pointers(dn_feats *f, int n)
+static const dn_feats **pointers(const dn_feats *f, int n)
 {
     const dn_feats **p = malloc(((size_t)n + 1) * sizeof *p);
     for (int i = 0; p && i < n; i++)
         p[i] = &f[i];
     return p;
+}
+
+int dn_train_feats(dn_model *m, const dn_feats *normal, int n_normal, const dn_feats *anomaly,
+                   int n_anomaly, const char *hash, const dn_train_opts *o, const dn_backbone *bb,
+                   dn_error *err)
+{
+    const dn_feats **np = pointers(normal, n_normal);
+    const dn_feats **ap = pointers(anomaly, n_anomaly * DN_AUGMENTATIONS);
+    int rc = np && ap ? DN_OK : dn_error_set(err, DN_ENOMEM, "out of memory");
+    if (!rc) {
+        dn_train_set set = {np, n_normal, ap, n_anomaly, DN_AUGMENTATIONS, ""};
+        snprintf(set.hash, sizeof set.hash, "%s", hash);
+        rc = dn_train(m, &set, o, bb, err);
+    }
+    free(np);
+    free(ap);
+    return rc;
 }
 
 /* Features of one list of files (the skipped ones reported), then the budget check. */
@@ -498,17 +515,11 @@ int dn_train_from_files(dn_model *m, dn_extractor *x, dn_train_files *files, con
         rc = files_features(x, files->anomaly, na, DN_AUGMENTATIONS, "anomalies x8", files, o,
                             &anomaly, sha + files->kept_normal, &files->kept_anomaly, err);
     int kn = files->kept_normal, ka = files->kept_anomaly;
-    const dn_feats **np = rc ? NULL : pointers(normal, kn);
-    const dn_feats **ap = rc ? NULL : pointers(anomaly, ka * DN_AUGMENTATIONS);
-    if (!rc && (!np || !ap))
-        rc = dn_error_set(err, DN_ENOMEM, "out of memory");
     if (!rc) {
-        dn_train_set set = {np, kn, ap, ka, DN_AUGMENTATIONS, ""};
-        dn_train_set_hash(sha, kn + ka, set.hash);
-        rc = dn_train(m, &set, o, x->bb, err);
+        char hash[65];
+        dn_train_set_hash(sha, kn + ka, hash);
+        rc = dn_train_feats(m, normal, kn, anomaly, ka, hash, o, x->bb, err);
     }
-    free(np);
-    free(ap);
     dn_feats_free_all(normal, kn);
     dn_feats_free_all(anomaly, ka * DN_AUGMENTATIONS);
     free(sha);

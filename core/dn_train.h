@@ -56,6 +56,13 @@ void dn_train_opts_default(dn_train_opts *o);
 /* The identity of a training set: sha256 over its images' sha256 hex strings. */
 void dn_train_set_hash(char (*sha)[65], int n, char out[65]);
 
+/* dn_train on arrays of features: normal[n_normal], and anomaly[n_anomaly *
+ * DN_AUGMENTATIONS] (each labelled anomaly's rotations/flips, aug 0 first); hash names the
+ * training set. */
+int dn_train_feats(dn_model *m, const dn_feats *normal, int n_normal, const dn_feats *anomaly,
+                   int n_anomaly, const char *hash, const dn_train_opts *o, const dn_backbone *bb,
+                   dn_error *err);
+
 /* Image files to train on. */
 typedef struct dn_train_files {
     char *const *normal;

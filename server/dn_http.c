@@ -58,10 +58,13 @@ static void update_load(dn_http *h)
 static enum MHD_Result send_answer(http_req *r)
 {
     dn_svc_response *rs = &r->rs;
+    /* the body (a heatmap can make it large) is handed over, not copied: MHD frees it */
     struct MHD_Response *resp =
-        MHD_create_response_from_buffer(rs->len, rs->body ? rs->body : (void *)"", MHD_RESPMEM_MUST_COPY);
+        rs->body ? MHD_create_response_from_buffer(rs->len, rs->body, MHD_RESPMEM_MUST_FREE)
+                 : MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
     if (!resp)
         return MHD_NO;
+    rs->body = NULL;
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, rs->content_type ? rs->content_type : "application/json");
     MHD_add_response_header(resp, "X-Request-ID", r->rq.request_id);
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");

@@ -46,15 +46,24 @@ int dn_log_enabled(dn_log_level l)
     return (int)l >= atomic_load(&log_min);
 }
 
+void dn_log_time(double t, int with_ms, char out[32])
+{
+    time_t s = (time_t)t;
+    struct tm tm;
+    gmtime_r(&s, &tm);
+    size_t n = strftime(out, 32, "%Y-%m-%dT%H:%M:%S", &tm);
+    if (with_ms)
+        snprintf(out + n, 32 - n, ".%03dZ", (int)((t - (double)s) * 1000) % 1000);
+    else
+        snprintf(out + n, 32 - n, "Z");
+}
+
 /* UTC with milliseconds: 2026-11-29T18:40:01.123Z */
 static void format_ts(char out[32])
 {
     struct timespec now;
-    struct tm tm;
     clock_gettime(CLOCK_REALTIME, &now);
-    gmtime_r(&now.tv_sec, &tm);
-    size_t n = strftime(out, 32, "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(out + n, 32 - n, ".%03dZ", (int)(now.tv_nsec / 1000000));
+    dn_log_time((double)now.tv_sec + now.tv_nsec / 1e9, 1, out);
 }
 
 static int reserved(const char *key)

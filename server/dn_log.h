@@ -22,6 +22,11 @@ const char *dn_log_level_name(dn_log_level l);
 /* Whether a record at level l would be written: lets callers skip building costly fields. */
 int dn_log_enabled(dn_log_level l);
 
+/* A wall-clock time (seconds since the epoch) as RFC 3339 UTC, with milliseconds
+ * ("2026-11-29T18:40:01.123Z") or without ("2026-11-29T18:40:01Z"): the logs' timestamps,
+ * and the times the API reports. */
+void dn_log_time(double t, int with_ms, char out[32]);
+
 /* Writes one record. fields (owned, freed here; may be NULL) is an object whose members
  * follow ts, level and event; members named ts, level or event are dropped so those three
  * always mean what they say. */

@@ -413,12 +413,8 @@ static cJSON *time_json(double t)
 {
     if (t <= 0)
         return cJSON_CreateNull();
-    char buf[40];
-    time_t s = (time_t)t;
-    struct tm tm;
-    gmtime_r(&s, &tm);
-    size_t n = strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(buf + n, sizeof buf - n, ".%03dZ", (int)((t - (double)s) * 1000) % 1000);
+    char buf[32];
+    dn_log_time(t, 1, buf);
     return cJSON_CreateString(buf);
 }
 

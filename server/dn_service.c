@@ -488,10 +488,7 @@ static void handle_feedback(dn_service *s, const dn_config *c, const dn_svc_requ
 static cJSON *rfc3339(long long t)
 {
     char buf[32];
-    time_t s = (time_t)t;
-    struct tm tm;
-    gmtime_r(&s, &tm);
-    strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    dn_log_time((double)t, 0, buf);
     return cJSON_CreateString(buf);
 }
 

@@ -84,10 +84,10 @@ static inline int http_parse(char *raw, size_t n, http_answer *a)
     return 0;
 }
 
-/* Sends method path with extra header lines (each ending in \r\n, may be NULL) and a body;
- * -1 when the connection failed. */
-static inline int http_request(int port, const char *method, const char *path, const char *headers,
-                               const void *body, size_t len, http_answer *a)
+/* Sends head then body (raw bytes) on a new connection and reads the answer until the
+ * server closes; -1 when the connection failed, -1 too when no HTTP answer came. */
+static inline int http_exchange(int port, const void *head, size_t head_len, const void *body,
+                                size_t len, http_answer *a)
 {
     memset(a, 0, sizeof *a);
     int fd = socket(AF_INET, SOCK_STREAM, 0);
@@ -98,11 +98,8 @@ static inline int http_request(int port, const char *method, const char *path, c
             close(fd);
         return -1;
     }
-    char head[4096];
-    int hn = snprintf(head, sizeof head, "%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n%sContent-Length: %zu\r\n\r\n",
-                      method, path, headers ? headers : "", len);
     /* the server may answer early (413, 401) and close: a failed send is not an error then */
-    http_send_all(fd, head, (size_t)hn);
+    http_send_all(fd, head, head_len);
     if (len)
         http_send_all(fd, body, len);
     size_t cap = 1 << 16, n = 0;
@@ -119,6 +116,17 @@ static inline int http_request(int port, const char *method, const char *path, c
     int rc = http_parse(raw, n, a);
     free(raw);
     return rc;
+}
+
+/* Sends method path with extra header lines (each ending in \r\n, may be NULL) and a body;
+ * -1 when the connection failed. */
+static inline int http_request(int port, const char *method, const char *path, const char *headers,
+                               const void *body, size_t len, http_answer *a)
+{
+    char head[4096];
+    int hn = snprintf(head, sizeof head, "%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n%sContent-Length: %zu\r\n\r\n",
+                      method, path, headers ? headers : "", len);
+    return http_exchange(port, head, (size_t)hn, body, len, a);
 }
 
 static inline cJSON *http_json(const http_answer *a)

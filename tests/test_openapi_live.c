@@ -177,27 +177,7 @@ static void oa_send(const oa_daemon *d, const char *method, const char *target, 
 static void oa_send_raw(const oa_daemon *d, const char *what, const void *req, size_t n,
                         const void *tail, size_t tail_len, http_answer *a)
 {
-    memset(a, 0, sizeof *a);
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)d->port)};
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    cr_assert(fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0, "%s: connect", what);
-    http_send_all(fd, req, n); /* the server may answer early and close */
-    if (tail_len)
-        http_send_all(fd, tail, tail_len);
-    size_t cap = 1 << 16, got = 0;
-    char *raw = malloc(cap);
-    for (;;) {
-        if (got + 4096 > cap)
-            raw = realloc(raw, cap *= 2);
-        ssize_t r = recv(fd, raw + got, cap - got, 0);
-        if (r <= 0)
-            break;
-        got += (size_t)r;
-    }
-    close(fd);
-    int rc = http_parse(raw, got, a);
-    free(raw);
+    int rc = http_exchange(d->port, req, n, tail, tail_len, a);
     cr_assert_eq(rc, 0, "%s: no HTTP answer (see %s)", what, d->log);
     check_request_id(what, NULL, a);
 }
