@@ -149,15 +149,16 @@ fuzz:
 	@[ -n "$$DEVNET_BACKBONE" ] || $(MAKE) --no-print-directory backbone || echo "warning: no backbone; the service harness will not start"
 	@$(MAKE) --no-print-directory BUILD=$(FUZZ_DIR) CC=clang OPT=-O1 SAN="$(FUZZ_SAN) -fsanitize=fuzzer-no-link" fuzz-build
 	@found=; for t in $(FUZZ_TARGETS); do \
-	  mkdir -p $(FUZZ_DIR)/corpus/$$t $(FUZZ_DIR)/crashes/$$t $(FUZZ_DIR)/tmp; \
+	  mkdir -p $(FUZZ_DIR)/corpus/$$t $(FUZZ_DIR)/crashes/$$t $(FUZZ_DIR)/tmp/$$t; \
 	  seeds=tests/fuzz/corpus/$$t; [ -d tests/fuzz/regress/$$t ] && seeds="$$seeds tests/fuzz/regress/$$t"; \
-	  start=$$(date +%s); TMPDIR=$(abspath $(FUZZ_DIR)/tmp) UBSAN_OPTIONS=print_stacktrace=1 DEVNET_BACKBONE=$${DEVNET_BACKBONE:-$(abspath $(BACKBONE))} \
+	  start=$$(date +%s); TMPDIR=$(abspath $(FUZZ_DIR)/tmp/$$t) UBSAN_OPTIONS=print_stacktrace=1 DEVNET_BACKBONE=$${DEVNET_BACKBONE:-$(abspath $(BACKBONE))} \
 	    $(FUZZ_DIR)/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -timeout=30 -print_final_stats=1 \
 	    -artifact_prefix=$(FUZZ_DIR)/crashes/$$t/ $(FUZZ_DIR)/corpus/$$t $$seeds > $(FUZZ_DIR)/$$t.log 2>&1 || found="$$found $$t"; \
 	  execs=$$(sed -n 's/^stat::number_of_executed_units: *//p' $(FUZZ_DIR)/$$t.log); \
 	  corp=$$(grep -o 'corp: [0-9]*' $(FUZZ_DIR)/$$t.log | tail -1 | cut -d' ' -f2); \
 	  echo "fuzz_$$t: $$(( $$(date +%s) - start )) s, $${execs:-0} executions, corpus $${corp:-?} inputs, $$(ls $(FUZZ_DIR)/crashes/$$t | wc -l) files in $(FUZZ_DIR)/crashes/$$t"; \
-	done; rm -rf $(FUZZ_DIR)/tmp; \
+	  rm -rf $(FUZZ_DIR)/tmp/$$t; \
+	done; \
 	if [ -n "$$found" ]; then echo "fuzz: findings in:$$found (reproduce: $(FUZZ_DIR)/fuzz_<target> FILE)"; exit 1; fi
 
 fuzz-build: $(FUZZ_TARGETS:%=$(BUILD)/fuzz_%)
