@@ -2,25 +2,30 @@
 # The service under load: wrk against POST /score of a fresh devnetd on loopback, raw
 # 448x448 JPEG bodies, at several concurrencies, interleaved in the same run with the raw
 # forward pass (`devnet bench`) at the daemon's worker count and model input size.
-# Writes the "Service under load" section of docs/PERFORMANCE.md (between its markers,
-# leaving the rest of the file alone) and prints one parseable line:
+# Writes the "Service under load" section of docs/PERFORMANCE.md for the model's head
+# (between its markers, leaving the rest of the file alone, the other head's section
+# included) and prints one parseable line:
 #
 #   LOAD_SUMMARY date=... workers=2 size=224 ... c8_rps=... raw_rps=... ratio=... pass=0|1
 #
 # Usage (from anywhere; run after `make build/devnetd build/devnet backbone`):
 #   bench/load.sh [--duration S] [--concurrency "1 8 32"] [--repeats N] [--workers N]
 #                 [--wrk-threads N] [--images N] [--bench-iters N] [--profile-c C]
-#                 [--noise-cores X] [--no-profile] [--no-doc] [-- EXTRA DEVNETD ARGS...]
+#                 [--noise-cores X] [--shots K] [--no-profile] [--no-doc]
+#                 [-- EXTRA DEVNETD ARGS...]
 # Each option also reads an environment variable: LOAD_DURATION, LOAD_CONCURRENCY,
 # LOAD_REPEATS, LOAD_WORKERS, LOAD_WRK_THREADS, LOAD_IMAGES, LOAD_BENCH_ITERS,
-# LOAD_PROFILE_C, LOAD_NOISE_CORES; LOAD_DATA is the MVTec-layout folder, relative to the project root (default
+# LOAD_PROFILE_C, LOAD_NOISE_CORES, LOAD_SHOTS; LOAD_DATA is the MVTec-layout folder, relative to the project root (default
 # ${DEVNET_SHARED:-../shared}/data/mvtec_bottle).
 #
 # Needs (Debian 12): wrk, netpbm (pngtopnm) and libjpeg-turbo-progs (cjpeg) to make the
 # JPEG bodies from the dataset's PNGs, curl; optionally perf (linux-perf) for the profile.
 #
-# Method: the daemon trains its first model from LOAD_DATA's train/good at start (a
-# normality-only model at input size 224) and is measured only once /readyz answers 200
+# Method: without --shots, the daemon trains its first model from LOAD_DATA's train/good at
+# start (a normality-only model at input size 224, what a new installation serves); with
+# --shots K, `devnet train --data LOAD_DATA --shots K --seed 1` first trains a model with a
+# DevNet head (fusion: the whole forward pass plus the normality branch, what the service
+# serves once inspectors have sent anomalies) and the daemon serves it (--model). It is measured only once /readyz answers 200
 # and a warm-up run has passed. Each repeat runs `devnet bench --size S --threads W`
 # (S = the live model's input_size, W = --workers) and then wrk at every concurrency, so
 # that background load on a shared machine hits both alike; the table gives medians over
@@ -44,6 +49,7 @@ n_images=${LOAD_IMAGES:-8}
 bench_iters=${LOAD_BENCH_ITERS:-200}
 profile_c=${LOAD_PROFILE_C:-8}
 noise_cores=${LOAD_NOISE_CORES:-0.25}
+shots=${LOAD_SHOTS:-0}
 data=${LOAD_DATA:-${DEVNET_SHARED:-../shared}/data/mvtec_bottle}
 profile=1
 write_doc=1
@@ -55,7 +61,7 @@ target=0.90
 usage() { sed -n '/^# Usage/,/^# Needs/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2; exit 2; }
 while [ $# -gt 0 ]; do
   case $1 in
-    --duration|--concurrency|--repeats|--workers|--wrk-threads|--images|--bench-iters|--profile-c|--noise-cores)
+    --duration|--concurrency|--repeats|--workers|--wrk-threads|--images|--bench-iters|--profile-c|--noise-cores|--shots)
       [ $# -ge 2 ] || { echo "load: $1 needs a value" >&2; usage; } ;;
   esac
   case $1 in
@@ -68,6 +74,7 @@ while [ $# -gt 0 ]; do
     --bench-iters) bench_iters=$2; shift 2 ;;
     --profile-c) profile_c=$2; shift 2 ;;
     --noise-cores) noise_cores=$2; shift 2 ;;
+    --shots) shots=$2; shift 2 ;;
     --no-profile) profile=0; shift ;;
     --no-doc) write_doc=0; shift ;;
     --) shift; break ;;
@@ -82,6 +89,7 @@ is_int() { case $1 in ''|*[!0-9]*) return 1 ;; *) [ "$1" -ge 1 ] ;; esac; }
 for v in "$duration" "$repeats" "$workers" "$wrk_threads" "$n_images" "$bench_iters" "$profile_c"; do
   is_int "$v" || die "'$v' is not a whole number >= 1"
 done
+[ "$shots" = 0 ] || is_int "$shots" || die "--shots '$shots' is not a whole number"
 for c in $concurrency; do is_int "$c" || die "concurrency '$c' is not a whole number >= 1"; done
 [ -n "${concurrency// /}" ] || die "--concurrency lists nothing"
 awk -v x="$noise_cores" 'BEGIN { exit !(x ~ /^[0-9]+(\.[0-9]*)?$/) }' || die "--noise-cores takes a number of cores"
@@ -134,7 +142,15 @@ jpeg_kb=$(awk -v b="$jpeg_bytes" -v n="$n_images" 'BEGIN{printf "%.1f", b / n / 
 img_dims=$(file -b "${jpegs[0]}" 2>/dev/null | grep -o '[0-9]*x[0-9]*,' | tail -1 | tr -d ,) || true
 
 # ---- the daemon ----
-"$devnetd" --listen 127.0.0.1:0 --data-dir "$tmp/data" --train-data "$data" --workers "$workers" \
+model_args=(--train-data "$data")
+model_origin="its first model trained at start from \`$data\`"
+if [ "$shots" -gt 0 ]; then
+  DEVNET_BACKBONE=build/backbone.safetensors "$devnet" train --data "$data" --shots "$shots" --seed 1 \
+    -o "$tmp/model.safetensors" > "$tmp/train.out" 2>&1 || { cat "$tmp/train.out" >&2; die "devnet train failed"; }
+  model_args=(--model "$tmp/model.safetensors")
+  model_origin="a model trained by \`devnet train --data $data --shots $shots --seed 1\`"
+fi
+"$devnetd" --listen 127.0.0.1:0 --data-dir "$tmp/data" "${model_args[@]}" --workers "$workers" \
   ${extra_args[@]+"${extra_args[@]}"} >/dev/null 2>"$tmp/devnetd.log" &
 dpid=$!
 port=""
@@ -387,16 +403,16 @@ section() {
   local cpu mem
   cpu=$(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -1)
   mem=$(free -g 2>/dev/null | awk '/Mem:/ { print $2 }')
-  echo "<!-- bench/load.sh:begin (generated; the rest of this file is bench/perf_report.sh's) -->"
-  echo "## Service under load"
+  echo "<!-- bench/load.sh:begin $head_type (generated; the rest of this file is bench/perf_report.sh's) -->"
+  echo "## Service under load: a \`$head_type\` model"
   echo
   echo "Generated by \`$cmdline\` on $(date -u '+%Y-%m-%d %H:%M UTC'): $cores cores ($cpu),"
   echo "${mem} GiB, $(uname -r), shared with other people's test runs (load average $loadavg0 before,"
   echo "$loadavg1 after, this run included; the *other* column is the rest of the machine's CPU"
   echo "during each run)."
   echo
-  echo "- Service: \`build/devnetd --workers $workers --listen 127.0.0.1:0\` with its first model trained at"
-  echo "  start from \`$data\` (head \`$head_type\`${bank:+, memory bank of $bank patches}, input size $size)."
+  echo "- Service: \`build/devnetd --workers $workers --listen 127.0.0.1:0\` with $model_origin"
+  echo "  (head \`$head_type\`${bank:+, memory bank of $bank patches}, input size $size)."
   echo "  wrk $(wrk -v 2>&1 | head -1 | awk '{ print $2 }') on loopback, \`-t$wrk_threads\` (at most), \`--latency\`, ${duration} s per run,"
   echo "  POST /score with raw \`image/jpeg\` bodies rotating over $n_images ${img_dims:+$img_dims }images evenly"
   echo "  spaced over the test set (normal and defective; mean ${jpeg_kb} KB, made by \`pngtopnm | cjpeg"
@@ -425,14 +441,19 @@ section() {
   echo "bounds the ratio at $(printf '%.2f' "$cpu_ratio") there: $raw_cpu_ms CPU-ms per raw pass against $(printf '%.2f' "$(eval "echo \$dms_$best_c")") CPU-ms per"
   echo "request in the daemon."
   echo
-  echo "The ratio compares whole requests with bare forward passes to the final map. For a model"
-  echo "without a head (this one: \`$head_type\`) the service's forward pass stops at the stride-16 map,"
-  echo "all that the normality branch reads, so it does less backbone work than the raw pass. A model"
-  echo "with a DevNet head (fusion) runs the whole pass: not measured here (with the whole pass, this"
-  echo "normality model reached 0.74 earlier on 2026-11-29). Beyond its forward pass, a request costs: receiving and"
+  if [ "$head_type" = normality ]; then
+    echo "The ratio compares whole requests with bare forward passes to the final map. For a model"
+    echo "without a head (this one) the service's forward pass stops at the stride-16 map, all that"
+    echo "the normality branch reads, so it does less backbone work than the raw pass; the section"
+    echo "on a model with a DevNet head shows the whole pass."
+  else
+    echo "The ratio compares whole requests with bare forward passes to the final map. A model with"
+    echo "a DevNet head (this one: \`$head_type\`) runs the whole pass, as the raw bench does."
+  fi
+  echo "Beyond its forward pass, a request costs: receiving and"
   echo "parsing the HTTP request (libmicrohttpd I/O threads), decoding the ${img_dims:-full-size} JPEG, resizing"
-  echo "it to $size and normalising, the model's scoring (for this head: patch descriptors and a"
-  echo "nearest-neighbour search in the memory bank; patch map, top patches, p-value), building and"
+  echo "it to $size and normalising, the model's scoring (patch descriptors and a nearest-neighbour"
+  echo "search in the memory bank$([ "$head_type" = normality ] || echo ", the DevNet head"); patch map, top patches, p-value), building and"
   echo "printing the JSON answer and sending it. wrk runs on the same $cores cores and takes its share"
   echo "(column *wrk*), as do other processes on a shared machine (column *other*); the raw bench"
   echo "has the cores to itself apart from the latter. *daemon CPU-ms/req* is the daemon's CPU time"
@@ -467,21 +488,21 @@ section() {
   else
     echo "Profile $profile_note."
   fi
-  echo "<!-- bench/load.sh:end -->"
+  echo "<!-- bench/load.sh:end $head_type -->"
 }
 
 if [ "$write_doc" = 1 ]; then
   section > "$tmp/section.md"
   [ -f "$doc" ] || : > "$doc"
-  if grep -q '^<!-- bench/load.sh:begin' "$doc"; then
-    awk -v f="$tmp/section.md" '
-      /^<!-- bench\/load.sh:begin/ { while ((getline l < f) > 0) print l; skip = 1; next }
-      /^<!-- bench\/load.sh:end -->/ { skip = 0; next }
+  if grep -q "^<!-- bench/load.sh:begin $head_type " "$doc"; then
+    awk -v f="$tmp/section.md" -v h="$head_type" '
+      index($0, "<!-- bench/load.sh:begin " h " ") == 1 { while ((getline l < f) > 0) print l; skip = 1; next }
+      $0 == "<!-- bench/load.sh:end " h " -->" { skip = 0; next }
       !skip' "$doc" > "$tmp/doc.md"
   else
     { cat "$doc"; [ -s "$doc" ] && echo; cat "$tmp/section.md"; } > "$tmp/doc.md"
   fi
   cat "$tmp/doc.md" > "$doc"
-  echo "load: wrote the 'Service under load' section of $doc" >&2
+  echo "load: wrote the 'Service under load: a $head_type model' section of $doc" >&2
 fi
 echo "$summary"

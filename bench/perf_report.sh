@@ -11,10 +11,10 @@ out=docs/PERFORMANCE.md
 log=$(mktemp)
 keep=$(mktemp)
 trap 'rm -f "$log" "$keep"' EXIT
-# bench/load.sh owns the "Service under load" section between its markers, and the
+# bench/load.sh owns the "Service under load" sections (one per head) between their markers, and the
 # retraining section is measured by hand (bench/retrain_time.sh): both kept as they are.
 [ -f "$out" ] && sed -n -e '/^<!-- retrain:begin/,/^<!-- retrain:end -->/p' \
-  -e '/^<!-- bench\/load.sh:begin/,/^<!-- bench\/load.sh:end -->/p' "$out" > "$keep"
+  -e '/^<!-- bench\/load.sh:begin/,/^<!-- bench\/load.sh:end/p' "$out" > "$keep"
 /usr/bin/python3 bench/compare_torch.py --backbone "$bb" --iters "$iters" --markdown | tee "$log"
 cpu=$(lscpu | sed -n 's/^Model name: *//p' | head -1)
 {

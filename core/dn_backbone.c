@@ -1,10 +1,13 @@
 #include "dn_backbone.h"
 
+#include "dn_file.h"
 #include "dn_sha256.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <unistd.h>
 
 void dn_backbone_init(dn_backbone *bb)
 {
@@ -59,6 +62,52 @@ static int parse_graph(dn_backbone *bb)
     return rc;
 }
 
+/* PATH.sha256 ("HEX  NAME", as sha256sum writes it), when present, must match the file:
+ * a truncated copy or a flipped bit is refused instead of silently changing every score. */
+static int check_sidecar(dn_backbone *bb, const char *path)
+{
+    size_t cap = strlen(path) + 8, len = 0;
+    char *side = malloc(cap);
+    unsigned char *text = NULL;
+    if (!side)
+        return dn_error_set(&bb->err, DN_ENOMEM, "out of memory");
+    snprintf(side, cap, "%s.sha256", path);
+    dn_error e;
+    int rc = DN_OK;
+    if (access(side, F_OK) == 0) {
+        if ((rc = dn_file_read(side, 4096, &text, &len, &e)))
+            dn_error_set(&bb->err, rc, "%s", e.msg);
+        else if (len < 64 || strspn((char *)text, "0123456789abcdefABCDEF") != 64)
+            rc = dn_error_set(&bb->err, DN_EFORMAT, "%s does not start with a sha256", side);
+        else if (strncasecmp((char *)text, bb->sha256, 64))
+            rc = dn_error_set(&bb->err, DN_EMISMATCH,
+                              "%s has sha256 %s, but %s says %.64s: a damaged or different file "
+                              "(bring it again: make backbone)", path, bb->sha256, side, (char *)text);
+    }
+    free(text);
+    free(side);
+    return rc;
+}
+
+/* Writes PATH.sha256 for check_sidecar. */
+static int write_sidecar(const char *path, dn_error *err)
+{
+    char hex[65], line[4200];
+    int rc = dn_sha256_file(path, hex, err);
+    if (rc)
+        return rc;
+    const char *base = strrchr(path, '/');
+    int n = snprintf(line, sizeof line, "%s  %s\n", hex, base ? base + 1 : path);
+    size_t cap = strlen(path) + 8;
+    char *side = malloc(cap);
+    if (!side)
+        return dn_error_set(err, DN_ENOMEM, "out of memory");
+    snprintf(side, cap, "%s.sha256", path);
+    rc = dn_file_write_atomic(side, line, (size_t)(n < (int)sizeof line ? n : (int)sizeof line - 1), err);
+    free(side);
+    return rc;
+}
+
 int dn_backbone_load(dn_backbone *bb, const char *path)
 {
     dn_backbone_free(bb);
@@ -78,6 +127,8 @@ int dn_backbone_load(dn_backbone *bb, const char *path)
     }
     if (!rc)
         rc = dn_sha256_file(path, bb->sha256, &bb->err);
+    if (!rc)
+        rc = check_sidecar(bb, path);
     if (rc) {
         dn_error saved = bb->err;
         dn_backbone_free(bb);
@@ -122,6 +173,8 @@ int dn_backbone_save(const dn_graph *g, const char *source_sha256, const char *p
     if (rc)
         dn_error_set(err, rc, "cannot write backbone %s: %s", path,
                      w.err.msg[0] ? w.err.msg : "out of memory");
+    else
+        rc = write_sidecar(path, err);
     free(graph);
     dn_st_writer_free(&w);
     return rc;

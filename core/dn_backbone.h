@@ -20,11 +20,13 @@ typedef struct dn_backbone {
 } dn_backbone;
 
 void dn_backbone_init(dn_backbone *bb);
+/* Loads path; when PATH.sha256 exists (dn_backbone_save writes it), the file's sha256
+ * must match it, else DN_EMISMATCH. */
 int dn_backbone_load(dn_backbone *bb, const char *path);
 void dn_backbone_free(dn_backbone *bb);
 
-/* Writes a graph and its weights as a backbone safetensors file (atomically).
- * source_sha256 names the file it came from. */
+/* Writes a graph and its weights as a backbone safetensors file (atomically), and its
+ * sha256 next to it in PATH.sha256. source_sha256 names the file it came from. */
 int dn_backbone_save(const dn_graph *g, const char *source_sha256, const char *path, dn_error *err);
 
 /* The map a feature extractor taps at a given output stride (relative to the input):

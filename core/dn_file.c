@@ -2,9 +2,42 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+int dn_file_read(const char *path, size_t max, unsigned char **out, size_t *len, dn_error *err)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return dn_error_set(err, DN_EIO, "cannot open %s: %s", path, strerror(errno));
+    struct stat st;
+    unsigned char *buf = NULL;
+    int rc = DN_OK;
+    if (fstat(fileno(f), &st) != 0)
+        rc = dn_error_set(err, DN_EIO, "cannot stat %s: %s", path, strerror(errno));
+    else if (!S_ISREG(st.st_mode))
+        rc = dn_error_set(err, DN_EIO, "%s is not a regular file", path);
+    else if ((unsigned long long)st.st_size > max)
+        rc = dn_error_set(err, DN_ETOOBIG, "%s has %lld bytes, over the limit of %zu", path,
+                          (long long)st.st_size, max);
+    else if (!(buf = malloc((size_t)st.st_size + 1)))
+        rc = dn_error_set(err, DN_ENOMEM, "out of memory reading %s", path);
+    else if (fread(buf, 1, (size_t)st.st_size, f) != (size_t)st.st_size)
+        rc = dn_error_set(err, DN_EIO, "cannot read %s: %s", path,
+                          ferror(f) ? strerror(errno) : "file shrank while reading");
+    fclose(f);
+    if (rc != DN_OK) {
+        free(buf);
+        return rc;
+    }
+    buf[st.st_size] = '\0';
+    *out = buf;
+    *len = (size_t)st.st_size;
+    return DN_OK;
+}
 
 int dn_file_io_error(dn_error *err, int e, const char *what, const char *path)
 {
@@ -44,4 +77,33 @@ int dn_file_make_dir(const char *path, const char *parent, dn_error *err)
     if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode))
         return dn_error_set(err, DN_EIO, "%s exists and is not a folder", path);
     return dn_file_sync_dir(parent, err);
+}
+
+int dn_file_write_atomic(const char *path, const void *data, size_t len, dn_error *err)
+{
+    size_t cap = strlen(path) + 32;
+    char *tmp = malloc(cap), *dir = NULL;
+    if (!tmp)
+        return dn_error_set(err, DN_ENOMEM, "no memory for a temporary name");
+    snprintf(tmp, cap, "%s.tmp.%ld", path, (long)getpid());
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    int e = fd < 0 ? errno : dn_file_write_all(fd, data, len);
+    if (fd >= 0 && !e && fsync(fd) != 0)
+        e = errno;
+    if (fd >= 0 && close(fd) != 0 && !e)
+        e = errno;
+    if (!e && rename(tmp, path) != 0)
+        e = errno;
+    int rc = DN_OK;
+    if (e) {
+        unlink(tmp);
+        rc = dn_file_io_error(err, e, "cannot write", path);
+    } else {
+        const char *slash = strrchr(path, '/');
+        dir = slash ? strndup(path, slash == path ? 1 : (size_t)(slash - path)) : strdup(".");
+        rc = dir ? dn_file_sync_dir(dir, err) : dn_error_set(err, DN_ENOMEM, "no memory for a folder name");
+    }
+    free(dir);
+    free(tmp);
+    return rc;
 }

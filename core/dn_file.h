@@ -8,6 +8,13 @@
 
 #include <stddef.h>
 
+/* Reads a whole regular file of at most max bytes (else DN_ETOOBIG) into a malloc'd
+ * buffer with a NUL after its len bytes. DN_EIO when it cannot be opened or read. */
+int dn_file_read(const char *path, size_t max, unsigned char **out, size_t *len, dn_error *err);
+/* Replaces path with len bytes of data so that a reader sees the old file or the whole new
+ * one, and the new one survives a power loss: path.tmp.PID written, synced, renamed, the
+ * folder synced. On failure the temporary file is gone. */
+int dn_file_write_atomic(const char *path, const void *data, size_t len, dn_error *err);
 /* Records errno e about path as DN_ENOSPC (ENOSPC, EDQUOT) or DN_EIO; returns the code. */
 int dn_file_io_error(dn_error *err, int e, const char *what, const char *path);
 /* Writes all n bytes (retrying EINTR); 0 or the errno of the failure. */

@@ -1,5 +1,7 @@
 #include "dn_image.h"
 
+#include "dn_file.h"
+
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
@@ -252,32 +254,7 @@ int dn_image_decode(dn_image *img, const uint8_t *data, size_t len,
 
 int dn_image_read_file(const char *path, uint8_t **out, size_t *out_len, dn_error *err)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return dn_error_set(err, DN_EIO, "cannot open %s: %s", path, strerror(errno));
-    struct stat st;
-    uint8_t *buf = NULL;
-    int rc = DN_OK;
-    if (fstat(fileno(f), &st) != 0)
-        rc = dn_error_set(err, DN_EIO, "cannot stat %s: %s", path, strerror(errno));
-    else if (!S_ISREG(st.st_mode))
-        rc = dn_error_set(err, DN_EIO, "%s is not a regular file", path);
-    else if ((uint64_t)st.st_size > DN_MAX_ENCODED_IMAGE_BYTES)
-        rc = dn_error_set(err, DN_ETOOBIG, "%s has %lld bytes, over the limit of %u", path,
-                          (long long)st.st_size, DN_MAX_ENCODED_IMAGE_BYTES);
-    else if (!(buf = malloc(st.st_size ? (size_t)st.st_size : 1)))
-        rc = dn_error_set(err, DN_ENOMEM, "out of memory reading %s", path);
-    else if (fread(buf, 1, (size_t)st.st_size, f) != (size_t)st.st_size)
-        rc = dn_error_set(err, DN_EIO, "cannot read %s: %s", path,
-                          ferror(f) ? strerror(errno) : "file shrank while reading");
-    fclose(f);
-    if (rc != DN_OK) {
-        free(buf);
-        return rc;
-    }
-    *out = buf;
-    *out_len = (size_t)st.st_size;
-    return DN_OK;
+    return dn_file_read(path, DN_MAX_ENCODED_IMAGE_BYTES, (unsigned char **)out, out_len, err);
 }
 
 int dn_image_load(dn_image *img, const char *path, const dn_decode_opts *opts, dn_error *err)

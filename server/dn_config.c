@@ -23,6 +23,7 @@ typedef enum key_type {
     K_BOOL,   /* int 0/1 */
     K_ROLE,
     K_LEVEL,  /* a dn_log level name, kept as its canonical name */
+    K_SHA256, /* 64 hexadecimal digits (kept in lower case) or empty */
 } key_type;
 
 typedef struct setting {
@@ -49,6 +50,8 @@ static const setting keys[] = {
      "where model versions, feedback and jobs are kept"},
     {"backbone", K_STR, FIELD(backbone), 0, 0, "build/backbone.safetensors",
      "the converted backbone (devnet import-backbone)"},
+    {"backbone_sha256", K_SHA256, FIELD(backbone_sha256), 0, 0, "",
+     "sha256 the backbone file must have, else the daemon refuses to start; empty = not checked"},
     {"train_data", K_STR, FIELD(train_data), 0, 0, "",
      "normal training images: an MVTec-layout folder (its train/good) or a folder of images; empty = none"},
     {"api_key", K_SECRET, FIELD(api_key), 0, 0, "", "key the write and admin endpoints require; empty = none"},
@@ -60,6 +63,12 @@ static const setting keys[] = {
     {"max_batch", K_INT, FIELD(max_batch), 1, DN_API_MAX_BATCH, "16", "images per /score request"},
     {"max_connections", K_INT, FIELD(max_connections), 1, 65536, "256", "simultaneous HTTP connections"},
     {"idle_timeout_s", K_INT, FIELD(idle_timeout_s), 1, 3600, "30", "seconds before an idle connection is closed"},
+    {"request_timeout_s", K_INT, FIELD(request_timeout_s), 1, 3600, "60",
+     "seconds a client may take to send one whole request (headers and body); slower ones are cut off"},
+    {"max_header_bytes", K_SIZE, FIELD(max_header_bytes), 8192, 1048576, "32K",
+     "memory per connection for the request line and headers; larger headers get 431"},
+    {"tls_cert", K_STR, FIELD(tls_cert), 0, 0, "", "PEM certificate (chain) file: with tls_key, serve HTTPS; empty = HTTP"},
+    {"tls_key", K_STR, FIELD(tls_key), 0, 0, "", "PEM private key file of tls_cert (unencrypted)"},
     {"queue_depth", K_INT, FIELD(queue_depth), 1, 65536, "64", "jobs waiting for a worker before requests get 503"},
     {"deadline_ms", K_INT, FIELD(deadline_ms), 1, 3600000, "30000", "time allowed per request, queue wait included"},
     {"retrain_debounce_ms", K_INT, FIELD(retrain_debounce_ms), 0, 3600000, "2000",
@@ -243,6 +252,12 @@ static int apply(dn_config *c, const setting *k, const char *v, dn_error *err)
         if (dn_log_level_parse(v, &level))
             return dn_error_set(err, DN_EINVAL, "\"%.64s\" is not a log level (debug, info, warn or error)", v);
         snprintf(field, k->cap, "%s", dn_log_level_name(level));
+        return DN_OK;
+    case K_SHA256:
+        if (*v && (strlen(v) != 64 || strspn(v, "0123456789abcdefABCDEF") != 64))
+            return dn_error_set(err, DN_EINVAL, "\"%.64s\" is not a sha256 (64 hexadecimal digits)", v);
+        for (size_t i = 0; i <= strlen(v); i++)
+            field[i] = (char)tolower((unsigned char)v[i]);
         return DN_OK;
     }
     return DN_EINVAL; /* not reached: the switch covers every type */
@@ -506,6 +521,7 @@ static cJSON *value_json(const dn_config *c, const setting *k)
         return cJSON_CreateString(listen);
     case K_STR:
     case K_LEVEL:
+    case K_SHA256:
         return cJSON_CreateString(field);
     case K_SECRET:
         return cJSON_CreateString(*field ? "(set)" : "");

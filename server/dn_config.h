@@ -22,6 +22,7 @@ typedef struct dn_config {
     char model[4096];          /* a model file to serve; "" = newest good version in data_dir/models */
     char data_dir[4096];       /* "./devnet-data" */
     char backbone[4096];       /* "build/backbone.safetensors" */
+    char backbone_sha256[65];  /* "" = not checked, else the sha256 the backbone file must have */
     char train_data[4096];     /* normal training images: an MVTec-layout folder (uses train/good) or a folder of images; "" = none */
     char api_key[256];         /* "" = none */
     dn_role role;              /* all | scorer | trainer */
@@ -30,6 +31,10 @@ typedef struct dn_config {
     int max_batch;             /* images per /score request (16) */
     int max_connections;       /* 256 */
     int idle_timeout_s;        /* 30 */
+    int request_timeout_s;     /* 60: to receive one whole request, headers and body */
+    size_t max_header_bytes;   /* 32 KiB: libmicrohttpd's memory per connection */
+    char tls_cert[4096];       /* PEM files; both set = HTTPS */
+    char tls_key[4096];
     int queue_depth;           /* pending jobs for the workers before 503 (64) */
     int deadline_ms;           /* per request, queue wait included (30000) */
     int retrain_debounce_ms;   /* 2000 */

@@ -1,6 +1,7 @@
 #include "dn_http.h"
 
 #include "dn_clock.h"
+#include "dn_file.h"
 #include "dn_log.h"
 
 #include <microhttpd.h>
@@ -17,6 +18,17 @@
 
 #define BODY_START_CAP (64u << 10) /* first body buffer; grows by doubling up to the limit */
 #define QUEUE_FULL_RETRY_S 1
+#define WATCHDOG_PERIOD_MS 250 /* how often slow clients are looked for */
+#define TLS_FILE_MAX (1u << 20) /* a PEM certificate chain or key */
+
+/* One open connection, for the slow-client watchdog (under dn_http.conns_lock). */
+typedef struct http_conn {
+    struct http_conn *prev, *next;
+    int fd;
+    double since;  /* when the request now arriving began: the accept, or the last answer */
+    int receiving; /* 0 from a complete request until its answer is sent */
+    int cut;       /* shut down by the watchdog */
+} http_conn;
 
 /* One request's state, from its headers to its completion. */
 typedef struct http_req {
@@ -33,6 +45,7 @@ typedef struct http_req {
     size_t limit; /* body limit when the request began */
     double started;
     char method[16];
+    http_conn *hc; /* its connection's watchdog entry, NULL when not watched */
 } http_req;
 
 static void log_request(const http_req *r)
@@ -100,6 +113,8 @@ static http_req *begin(dn_http *h, struct MHD_Connection *conn, const char *url,
     r->h = h;
     r->conn = conn;
     r->started = dn_clock_now();
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    r->hc = ci ? ci->socket_context : NULL;
     snprintf(r->method, sizeof r->method, "%s", method);
     dn_svc_request *rq = &r->rq;
     rq->method = r->method;
@@ -158,6 +173,18 @@ static void run_on_worker(void *arg, int worker)
     MHD_resume_connection(r->conn);
 }
 
+/* The watchdog times a connection only while a request is arriving: from the accept or
+ * the last answer until the request is complete. */
+static void set_receiving(http_req *r, int receiving)
+{
+    if (!r->hc)
+        return;
+    pthread_mutex_lock(&r->h->conns_lock);
+    r->hc->receiving = receiving;
+    r->hc->since = dn_clock_now();
+    pthread_mutex_unlock(&r->h->conns_lock);
+}
+
 /* The body is complete. Heavy work goes to a worker: the connection is suspended BEFORE
  * the task is queued, so a fast worker can never resume a connection not yet suspended. */
 static enum MHD_Result dispatch(http_req *r)
@@ -167,6 +194,7 @@ static enum MHD_Result dispatch(http_req *r)
                      r->limit);
         r->answered = 1;
     }
+    set_receiving(r, 0);
     if (r->answered)
         return send_answer(r);
     r->rq.body = r->body;
@@ -222,11 +250,76 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     http_req *r = *con_cls;
     if (!r)
         return;
+    set_receiving(r, 1);
     dn_svc_response_free(&r->rs);
     free(r->body);
     free(r);
     *con_cls = NULL;
     atomic_fetch_sub(&h->active, 1);
+}
+
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode toe)
+{
+    dn_http *h = cls;
+    http_conn *c = *socket_context;
+    if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+        const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        if (!ci || !(c = calloc(1, sizeof *c)))
+            return; /* not watched: the idle timeout still applies */
+        c->fd = ci->connect_fd;
+        c->since = dn_clock_now();
+        c->receiving = 1;
+        pthread_mutex_lock(&h->conns_lock);
+        c->next = h->conns;
+        if (h->conns)
+            h->conns->prev = c;
+        h->conns = c;
+        pthread_mutex_unlock(&h->conns_lock);
+        *socket_context = c;
+        return;
+    }
+    if (!c)
+        return;
+    /* MHD calls this before it closes the socket: under the lock, the watchdog can never
+     * shut down a descriptor that has been closed and reused */
+    pthread_mutex_lock(&h->conns_lock);
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        h->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    pthread_mutex_unlock(&h->conns_lock);
+    free(c);
+    *socket_context = NULL;
+}
+
+/* Slow clients (slowloris: headers or a body trickled in to hold connections open) are
+ * cut off once a request has taken request_timeout_s to arrive; the idle timeout alone
+ * would let a client that sends a byte now and then hold a connection for ever.
+ * shutdown() makes MHD's next read fail, and MHD then closes the connection itself. */
+static void *watch_slow_clients(void *arg)
+{
+    dn_http *h = arg;
+    while (!atomic_load(&h->stopping)) {
+        struct timespec ts = {0, WATCHDOG_PERIOD_MS * 1000L * 1000L};
+        nanosleep(&ts, NULL);
+        double now = dn_clock_now();
+        int cut = 0;
+        pthread_mutex_lock(&h->conns_lock);
+        for (http_conn *c = h->conns; c; c = c->next)
+            if (c->receiving && !c->cut && now - c->since > h->request_timeout_s) {
+                shutdown(c->fd, SHUT_RDWR);
+                c->cut = 1;
+                cut++;
+            }
+        pthread_mutex_unlock(&h->conns_lock);
+        if (cut)
+            dn_log_msg(DN_LOG_WARN, "slow_client", "closed %d connection%s whose request took over %g s to arrive",
+                       cut, cut == 1 ? "" : "s", h->request_timeout_s);
+    }
+    return NULL;
 }
 
 static void mhd_logger(void *cls, const char *fmt, va_list ap)
@@ -254,30 +347,95 @@ static int resolve(const dn_config *cfg, struct sockaddr_storage *addr, dn_error
     return DN_OK;
 }
 
+/* One PEM file, NUL-terminated as MHD wants it. */
+static int read_pem(const char *path, const char *what, char **out, dn_error *err)
+{
+    size_t len = 0;
+    unsigned char *data = NULL;
+    dn_error e;
+    int rc = dn_file_read(path, TLS_FILE_MAX, &data, &len, &e);
+    if (rc)
+        return dn_error_set(err, rc, "%s: %s", what, e.msg);
+    if (!memmem(data, len, "-----BEGIN ", 11)) {
+        free(data);
+        return dn_error_set(err, DN_EFORMAT, "%s %s is not a PEM file", what, path);
+    }
+    *out = (char *)data;
+    return DN_OK;
+}
+
+static int load_tls(dn_http *h, const dn_config *cfg, dn_error *err)
+{
+    if (!cfg->tls_cert[0] && !cfg->tls_key[0])
+        return DN_OK;
+    if (!cfg->tls_cert[0] || !cfg->tls_key[0])
+        return dn_error_set(err, DN_EINVAL, "HTTPS needs both tls_cert and tls_key (%s is empty)",
+                            cfg->tls_cert[0] ? "tls_key" : "tls_cert");
+    if (MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES)
+        return dn_error_set(err, DN_EINVAL, "this libmicrohttpd has no TLS support");
+    int rc = read_pem(cfg->tls_cert, "tls_cert", &h->tls_cert, err);
+    if (!rc)
+        rc = read_pem(cfg->tls_key, "tls_key", &h->tls_key, err);
+    h->tls = !rc;
+    return rc;
+}
+
+static void release(dn_http *h)
+{
+    if (h->watching) {
+        atomic_store(&h->stopping, 1);
+        pthread_join(h->watchdog, NULL);
+        h->watching = 0;
+    }
+    dn_pool_free(&h->pool);
+    free(h->tls_cert);
+    free(h->tls_key);
+    h->tls_cert = h->tls_key = NULL;
+    pthread_mutex_destroy(&h->conns_lock);
+}
+
 int dn_http_start(dn_http *h, dn_service *svc, const dn_config *cfg, dn_error *err)
 {
     memset(h, 0, sizeof *h);
     h->svc = svc;
+    h->request_timeout_s = cfg->request_timeout_s;
+    pthread_mutex_init(&h->conns_lock, NULL);
     struct sockaddr_storage addr;
     int rc = resolve(cfg, &addr, err);
     if (!rc)
+        rc = load_tls(h, cfg, err);
+    if (!rc)
         rc = dn_pool_init(&h->pool, svc->n_workers, cfg->queue_depth, err);
-    if (rc)
+    if (!rc && pthread_create(&h->watchdog, NULL, watch_slow_clients, h))
+        rc = dn_error_set(err, DN_ENOMEM, "cannot start the slow-client watchdog");
+    h->watching = !rc;
+    if (rc) {
+        release(h);
         return rc;
+    }
     unsigned flags = MHD_USE_AUTO_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG | MHD_USE_ITC;
     if (addr.ss_family == AF_INET6)
         flags |= MHD_USE_IPv6;
-    h->daemon = MHD_start_daemon(
-        flags, 0, NULL, NULL, on_request, h, MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, NULL,
-        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
-        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)(cfg->io_threads > 0 ? cfg->io_threads : 1),
-        MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_connections,
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->idle_timeout_s,
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, h, MHD_OPTION_END);
+    if (h->tls)
+        flags |= MHD_USE_TLS;
+    struct MHD_OptionItem opts[] = {
+        {MHD_OPTION_EXTERNAL_LOGGER, (intptr_t)mhd_logger, NULL},
+        {MHD_OPTION_SOCK_ADDR, 0, &addr},
+        {MHD_OPTION_THREAD_POOL_SIZE, cfg->io_threads > 0 ? cfg->io_threads : 1, NULL},
+        {MHD_OPTION_CONNECTION_LIMIT, cfg->max_connections, NULL},
+        {MHD_OPTION_CONNECTION_TIMEOUT, cfg->idle_timeout_s, NULL},
+        {MHD_OPTION_CONNECTION_MEMORY_LIMIT, (intptr_t)cfg->max_header_bytes, NULL},
+        {MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)on_completed, h},
+        {MHD_OPTION_NOTIFY_CONNECTION, (intptr_t)on_connection, h},
+        {h->tls ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, 0, h->tls_cert},
+        {MHD_OPTION_HTTPS_MEM_KEY, 0, h->tls_key},
+        {MHD_OPTION_END, 0, NULL},
+    };
+    h->daemon = MHD_start_daemon(flags, 0, NULL, NULL, on_request, h, MHD_OPTION_ARRAY, opts, MHD_OPTION_END);
     if (!h->daemon) {
-        dn_pool_free(&h->pool);
-        return dn_error_set(err, DN_EIO, "cannot listen on %s:%d (in use, or not allowed)",
-                            cfg->listen_host, cfg->port);
+        release(h);
+        return dn_error_set(err, DN_EIO, "cannot listen on %s:%d (in use, not allowed%s)", cfg->listen_host,
+                            cfg->port, cfg->tls_cert[0] ? ", or the TLS certificate and key do not match" : "");
     }
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(h->daemon, MHD_DAEMON_INFO_BIND_PORT);
     h->port = info ? info->port : cfg->port;
@@ -300,4 +458,5 @@ void dn_http_stop(dn_http *h, double timeout_s)
     if (listener != MHD_INVALID_SOCKET)
         close(listener); /* quiesce hands the socket over; closed only after the stop */
     h->daemon = NULL;
+    release(h);
 }

@@ -2,6 +2,7 @@
 
 #include "dn_clock.h"
 #include "dn_dataset.h"
+#include "dn_file.h"
 #include "dn_log.h"
 #include "dn_train.h"
 
@@ -209,16 +210,12 @@ static int check_model(dn_retrain *r, dn_job *j, const dn_model *m, dn_extractor
 
 static void write_state(dn_retrain *r, const char *fingerprint)
 {
-    char path[4200], tmp[4300];
+    char path[4200], line[80];
     snprintf(path, sizeof path, "%s/%s", r->cfg->data_dir, STATE_FILE);
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE *f = fopen(tmp, "w");
-    int ok = f && fprintf(f, "%s\n", fingerprint) > 0;
-    ok = f && !fclose(f) && ok && !rename(tmp, path);
-    if (!ok) {
-        remove(tmp);
-        dn_log_msg(DN_LOG_WARN, "retrain_state", "cannot write %s: %s", path, strerror(errno));
-    }
+    int n = snprintf(line, sizeof line, "%s\n", fingerprint);
+    dn_error err;
+    if (dn_file_write_atomic(path, line, (size_t)n, &err))
+        dn_log_msg(DN_LOG_WARN, "retrain_state", "%s", err.msg);
 }
 
 static void read_state(dn_retrain *r, char out[65])

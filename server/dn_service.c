@@ -690,6 +690,11 @@ int dn_service_init(dn_service *s, const dn_config *cfg, dn_error *err)
         return dn_error_set(err, DN_ENOMEM, "out of memory");
     if (dn_backbone_load(&s->bb, cfg->backbone))
         return dn_error_set(err, s->bb.err.code, "backbone %s: %s", cfg->backbone, s->bb.err.msg);
+    if (cfg->backbone_sha256[0] && strcmp(cfg->backbone_sha256, s->bb.sha256))
+        return dn_error_set(err, DN_EMISMATCH,
+                            "backbone %s has sha256 %s, but backbone_sha256 requires %s: a damaged "
+                            "or different file (bring it again: make backbone)",
+                            cfg->backbone, s->bb.sha256, cfg->backbone_sha256);
     int rc = dn_store_open(&s->store, cfg->data_dir, err);
     if (!rc)
         rc = dn_registry_open(&s->reg, cfg->data_dir, &s->bb, cfg->keep_versions, err);
@@ -730,6 +735,11 @@ int dn_service_reload(dn_service *s, const dn_config *cfg, dn_error *err)
     next.role = old->role;
     memcpy(next.data_dir, old->data_dir, sizeof next.data_dir);
     memcpy(next.backbone, old->backbone, sizeof next.backbone);
+    memcpy(next.backbone_sha256, old->backbone_sha256, sizeof next.backbone_sha256);
+    next.request_timeout_s = old->request_timeout_s;
+    next.max_header_bytes = old->max_header_bytes;
+    memcpy(next.tls_cert, old->tls_cert, sizeof next.tls_cert);
+    memcpy(next.tls_key, old->tls_key, sizeof next.tls_key);
     pthread_rwlock_wrlock(&s->cfg_lock);
     s->cfg = next;
     pthread_rwlock_unlock(&s->cfg_lock);

@@ -447,7 +447,7 @@ Test(config, json_hides_the_api_key)
     cr_assert(cJSON_IsFalse(cJSON_GetObjectItem(j, "allow_insecure_writes")));
     cr_assert_float_eq(cJSON_GetObjectItem(j, "max_body_bytes")->valuedouble, 33554432.0, 0);
     cr_assert_float_eq(cJSON_GetObjectItem(j, "retrain_max_fpr")->valuedouble, 0.05, 1e-12);
-    cr_assert_eq(cJSON_GetArraySize(j), 24, "one member per key");
+    cr_assert_eq(cJSON_GetArraySize(j), 29, "one member per key");
     cJSON_Delete(j);
     cr_assert_eq(set(&c, "api_key", "hunter2", &err), DN_OK);
     j = dn_config_json(&c);
@@ -456,6 +456,31 @@ Test(config, json_hides_the_api_key)
     cr_assert_null(strstr(text, "hunter2"));
     free(text);
     cJSON_Delete(j);
+}
+
+Test(config, backbone_sha256_takes_64_hex_digits_in_either_case)
+{
+    dn_config c;
+    dn_error err;
+    dn_config_defaults(&c);
+    cr_assert_str_eq(c.backbone_sha256, "");
+    const char *upper = "E0932E6BDADBCF1BA6341B0C5BDE1A121FA9F8214158D43161169DE5AE395570";
+    cr_assert_eq(set(&c, "backbone_sha256", upper, &err), DN_OK, "%s", err.msg);
+    cr_assert_str_eq(c.backbone_sha256, "e0932e6bdadbcf1ba6341b0c5bde1a121fa9f8214158d43161169de5ae395570");
+    cr_assert_eq(set(&c, "backbone_sha256", "e0932e6b", &err), DN_EINVAL);
+    cr_assert(strstr(err.msg, "backbone_sha256") && strstr(err.msg, "64 hexadecimal"), "%s", err.msg);
+    char bad[65];
+    memset(bad, 'a', 64);
+    bad[63] = 'g';
+    bad[64] = '\0';
+    cr_assert_eq(set(&c, "backbone_sha256", bad, &err), DN_EINVAL);
+    cr_assert_str_eq(c.backbone_sha256, "e0932e6bdadbcf1ba6341b0c5bde1a121fa9f8214158d43161169de5ae395570",
+                     "unchanged on error");
+    cr_assert_eq(set(&c, "backbone_sha256", "", &err), DN_OK);
+    cr_assert_str_eq(c.backbone_sha256, "");
+    cr_assert_eq(set(&c, "max_header_bytes", "4K", &err), DN_EINVAL, "below libmicrohttpd's needs");
+    cr_assert_eq(set(&c, "max_header_bytes", "64K", &err), DN_OK, "%s", err.msg);
+    cr_assert_eq(c.max_header_bytes, 65536u);
 }
 
 static char *usage_text(void)
@@ -522,7 +547,7 @@ Test(config, shipped_file_documents_every_key_as_the_table_does, .init = setup, 
         seen++;
     }
     cr_assert_eq(fclose(out), 0);
-    cr_assert_eq(seen, 24, "every key, once");
+    cr_assert_eq(seen, 29, "every key, once");
     dn_config c, d;
     dn_error err;
     dn_config_defaults(&c);

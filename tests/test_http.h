@@ -118,14 +118,18 @@ static inline int http_exchange(int port, const void *head, size_t head_len, con
     return rc;
 }
 
-/* Sends method path with extra header lines (each ending in \r\n, may be NULL) and a body;
- * -1 when the connection failed. */
+/* Sends method path with extra header lines (each ending in \r\n, may be NULL, under 4 KiB
+ * in all) and a body; -1 when the connection failed. */
 static inline int http_request(int port, const char *method, const char *path, const char *headers,
                                const void *body, size_t len, http_answer *a)
 {
     char head[4096];
     int hn = snprintf(head, sizeof head, "%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n%sContent-Length: %zu\r\n\r\n",
                       method, path, headers ? headers : "", len);
+    if (hn < 0 || (size_t)hn >= sizeof head) { /* longer headers: build them for http_exchange */
+        memset(a, 0, sizeof *a);
+        return -1;
+    }
     return http_exchange(port, head, (size_t)hn, body, len, a);
 }
 

@@ -86,7 +86,67 @@ Test(tflite, backbone_file_round_trip_is_exact)
     }
     dn_backbone_free(&bb);
     unlink(path);
+    char side[72];
+    snprintf(side, sizeof side, "%s.sha256", path);
+    unlink(side);
     rmdir(dir);
+    dn_tflite_free(&m);
+    free(buf);
+}
+
+/* dn_backbone_save writes PATH.sha256; a file that no longer matches it is refused. */
+Test(tflite, backbone_file_is_checked_against_its_sha256_file)
+{
+    DN_REQUIRE_SHARED(shared);
+    size_t len;
+    uint8_t *buf = read_model(shared, &len);
+    dn_tflite_model m;
+    dn_tflite_init(&m);
+    cr_assert_eq(dn_tflite_import(&m, buf, len, NULL), DN_OK);
+    char dir[] = "/tmp/dn_tflite_XXXXXX", path[64], side[72];
+    cr_assert_not_null(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/bb.safetensors", dir);
+    snprintf(side, sizeof side, "%s.sha256", path);
+    dn_error err;
+    cr_assert_eq(dn_backbone_save(&m.graph, m.source_sha256, path, &err), DN_OK, "%s", err.msg);
+    size_t slen;
+    char *text = (char *)dn_test_read_file(side, &slen);
+    cr_assert_not_null(text, "no %s", side);
+    dn_backbone bb;
+    dn_backbone_init(&bb);
+    cr_assert_eq(dn_backbone_load(&bb, path), DN_OK, "%s", bb.err.msg);
+    cr_assert(slen == 64 + 2 + strlen("bb.safetensors") + 1 && !strncmp(text, bb.sha256, 64) &&
+                  !strncmp(text + 64, "  bb.safetensors\n", 17),
+              "sidecar: %.*s", (int)slen, text);
+    dn_backbone_free(&bb);
+
+    /* one flipped bit in the last weight: still a well-formed file, but not the one saved */
+    FILE *f = fopen(path, "r+b");
+    cr_assert_not_null(f);
+    cr_assert_eq(fseek(f, -1, SEEK_END), 0);
+    int c = fgetc(f);
+    cr_assert_eq(fseek(f, -1, SEEK_END), 0);
+    fputc(c ^ 1, f);
+    cr_assert_eq(fclose(f), 0);
+    dn_backbone_init(&bb);
+    cr_assert_eq(dn_backbone_load(&bb, path), DN_EMISMATCH, "a damaged backbone loaded");
+    cr_assert(strstr(bb.err.msg, "bb.safetensors.sha256") && strstr(bb.err.msg, "damaged"), "%s", bb.err.msg);
+    dn_backbone_free(&bb);
+
+    /* a sidecar that is not a hash is refused too; without one, nothing is checked */
+    f = fopen(side, "w");
+    fputs("not a hash\n", f);
+    fclose(f);
+    dn_backbone_init(&bb);
+    cr_assert_eq(dn_backbone_load(&bb, path), DN_EFORMAT);
+    dn_backbone_free(&bb);
+    unlink(side);
+    dn_backbone_init(&bb);
+    cr_assert_eq(dn_backbone_load(&bb, path), DN_OK, "%s", bb.err.msg);
+    dn_backbone_free(&bb);
+    unlink(path);
+    rmdir(dir);
+    free(text);
     dn_tflite_free(&m);
     free(buf);
 }

@@ -2,7 +2,8 @@
 # Installs the Debian 12 packages devnet needs to build and test (as root, with apt-get),
 # or says exactly which are missing and how to install them (as another user).
 # With --test it also tries the optional test tools (Chromium for the console's browser
-# test); those are only warned about when they cannot be installed: the test skips then.
+# test, openssl to make the HTTPS test's certificate); those are only warned about when
+# they cannot be installed: the tests that need them skip then.
 set -euo pipefail
 
 # Build and runtime libraries, the test framework, and the tools the Makefile calls.
@@ -12,7 +13,7 @@ PACKAGES=(
   libcriterion-dev
 )
 
-OPTIONAL_TEST_PACKAGES=(chromium)
+OPTIONAL_TEST_PACKAGES=(chromium openssl)
 
 installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
 
@@ -21,7 +22,7 @@ optional_test_tools() {
   for p in "${OPTIONAL_TEST_PACKAGES[@]}"; do installed "$p" || want+=("$p"); done
   [ ${#want[@]} -eq 0 ] && return 0
   if [ "$(id -u)" -ne 0 ] || ! apt-get update -q || ! DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${want[@]}"; then
-    echo "devnet: warning: could not install ${want[*]}; the console's browser test will skip" >&2
+    echo "devnet: warning: could not install ${want[*]}; the tests that need them (console in a browser, HTTPS) will skip" >&2
   fi
 }
 
