@@ -76,6 +76,10 @@ static int validate_node(const dn_graph *g, int i, dn_error *err)
         if (n->in[k] < DN_INPUT || n->in[k] >= i)
             return dn_error_set(err, DN_EFORMAT, "node %d (%s): input %d is not an earlier node",
                                 i, n->name, n->in[k]);
+        /* the forward pass adds two node outputs (residuals); no CNN adds its own input */
+        if (n_in == 2 && n->in[k] == DN_INPUT)
+            return dn_error_set(err, DN_EFORMAT, "node %d (%s): adds the graph input itself, not supported",
+                                i, n->name);
         if (input_channels(g, n->in[k]) != n->cin)
             return dn_error_set(err, DN_EFORMAT, "node %d (%s): expects %d channels, input has %d",
                                 i, n->name, n->cin, input_channels(g, n->in[k]));
