@@ -165,6 +165,10 @@ done
 [ -n "$port" ] && [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/readyz")" = 200 ] ||
   { tail -5 "$tmp/devnetd.log" >&2; die "devnetd not ready after 300 s"; }
 url=http://127.0.0.1:$port/score
+# the served model's file, for the raw model-inference bench
+model_file=$tmp/model.safetensors
+[ "$shots" -gt 0 ] || model_file=$(find "$tmp/data/models" -name 'model-*.safetensors' | sort | tail -1)
+[ -f "$model_file" ] || die "cannot find the served model's file"
 model_json=$(curl -s "http://127.0.0.1:$port/model")
 size=$(printf '%s' "$model_json" | grep -o '"input_size":[0-9]*' | grep -o '[0-9]*$' | head -1 || true)
 head_type=$(printf '%s' "$model_json" | grep -o '"head_type":"[a-z]*"' | cut -d'"' -f4 | head -1 || true)
@@ -228,8 +232,11 @@ run_wrk "$max_c" 3 "$tmp/warmup" # builds every worker's extractor, warms the al
 
 : > "$tmp/runs"
 : > "$tmp/raw"
-# bench_once: one raw bench; appends "ms_per_image latency_ms other_cores images_per_s" to
-# $tmp/raw and sets raw_last (images/s). The throughput of record is workers x 1000 /
+# bench_once: one raw bench and one raw model bench; appends "ms_per_image latency_ms
+# other_cores images_per_s model_images_per_s" to $tmp/raw and sets raw_last and
+# model_last (images/s). The model bench (`devnet bench --model`) runs the served model's
+# whole inference on a decoded image at its input size: what a request costs but for
+# the HTTP exchange, the JPEG decode, the resize and the JSON. The throughput of record is workers x 1000 /
 # latency_ms (the median time of one pass; the workers run side by side), not the bench's
 # ms_per_image: that one is the median round time / workers, timed by the bench's main
 # thread, which on a 2-core machine competes with its 2 workers and can read a round's
@@ -252,7 +259,12 @@ bench_once() {
   [ -n "$ms" ] || die "devnet bench printed no ms_per_image"
   [ -n "$lat" ] || die "devnet bench printed no latency_ms"
   raw_last=$(awk -v l="$lat" -v w="$workers" 'BEGIN { printf "%.3f", w * 1000 / l }')
-  echo "$ms $lat $other $raw_last" >> "$tmp/raw"
+  DEVNET_BACKBONE=build/backbone.safetensors "$devnet" bench --model "$model_file" --threads "$workers" \
+    --iters "$bench_iters" --json > "$tmp/mbench.out" || die "devnet bench --model failed"
+  lat=$(grep '^{' "$tmp/mbench.out" | tail -1 | grep -o '"latency_ms":[0-9.]*' | cut -d: -f2)
+  [ -n "$lat" ] || die "devnet bench --model printed no latency_ms"
+  model_last=$(awk -v l="$lat" -v w="$workers" 'BEGIN { printf "%.3f", w * 1000 / l }')
+  echo "$ms $lat $other $raw_last $model_last" >> "$tmp/raw"
 }
 # Raw benches and wrk runs alternate: B W B W ... B. Each wrk run is compared with the mean
 # throughput of the two raw benches around it, so that a burst of background load that
@@ -261,12 +273,14 @@ bench_once
 for r in $(seq 1 "$repeats"); do
   for c in $concurrency; do
     raw_before=$raw_last
+    model_before=$model_last
     run_wrk "$c" "$duration" "$tmp/run.$r.$c"
     bench_once
     ref=$(awk -v a="$raw_before" -v b="$raw_last" 'BEGIN { printf "%.3f", (a + b) / 2 }')
-    echo "r=$r $(cat "$tmp/run.$r.$c") raw_rps_ref=$ref" |
+    mref=$(awk -v a="$model_before" -v b="$model_last" 'BEGIN { printf "%.3f", (a + b) / 2 }')
+    echo "r=$r $(cat "$tmp/run.$r.$c") raw_rps_ref=$ref model_rps_ref=$mref" |
       awk '{ for (i = 1; i <= NF; i++) { split($i, p, "="); v[p[1]] = p[2] }
-             printf "%s rps_ratio=%.4f\n", $0, v["rps"] / v["raw_rps_ref"] }' >> "$tmp/runs"
+             printf "%s rps_ratio=%.4f model_ratio=%.4f\n", $0, v["rps"] / v["raw_rps_ref"], v["rps"] / v["model_rps_ref"] }' >> "$tmp/runs"
     tail -1 "$tmp/runs" | awk '{ for (i = 1; i <= NF; i++) { split($i, p, "="); v[p[1]] = p[2] }
       printf "load: repeat %s, c=%s: %s req/s (raw around it %s/s), p50 %s ms, p99 %s ms, non-2xx %s, " \
         "daemon %s CPU-ms/req, wrk %s cores, other %s cores\n", v["r"], v["c"], v["rps"], v["raw_rps_ref"],
@@ -361,6 +375,7 @@ raw_max=$(awk '{ print $4 }' "$tmp/raw" | sort -g | tail -1)
 raw_n=$(wc -l < "$tmp/raw")
 raw_rps=$(rawcol 4 | median)
 raw_rps=$(printf '%.1f' "$raw_rps")
+model_rps=$(printf '%.1f' "$(rawcol 5 | median)")
 raw_cpu_ms=$(printf '%.2f' "$raw_lat")
 
 summary="LOAD_SUMMARY date=$(date -u +%Y-%m-%dT%H:%M:%SZ) workers=$workers size=$size head=$head_type"
@@ -381,20 +396,23 @@ for c in $concurrency; do
   bad=$((non2xx - s503 + s503bad + sock)); bad_total=$((bad_total + bad))
   rref=$(col "$c" raw_rps_ref | median)
   ratio=$(col "$c" rps_ratio | median); ratio=$(printf '%.3f' "$ratio")
+  mratio=$(col "$c" model_ratio | median); mratio=$(printf '%.3f' "$mratio")
+  mref=$(col "$c" model_rps_ref | median)
   if awk -v a="$rps" -v b="$best_rps" 'BEGIN { exit !(a > b) }'; then
-    best_c=$c; best_rps=$rps; best_ratio=$ratio
+    best_c=$c; best_rps=$rps; best_ratio=$ratio; best_mratio=$mratio
     cpu_ratio=$(awk -v r="$raw_cpu_ms" -v d="$dms" 'BEGIN { printf "%.3f", r / d }')
   fi
   eval "tq_$c=\$tq td_$c=\$td ti_$c=\$ti tt_$c=\$tt dms_$c=\$dms"
   summary+=" c${c}_rps=$rps c${c}_p50_ms=$p50 c${c}_p99_ms=$p99 c${c}_non2xx=$non2xx c${c}_503=$s503"
-  summary+=" c${c}_bad=$bad c${c}_ratio=$ratio"
-  table+=$(printf '| %d | %d of %d | %.1f (%.1f–%.1f) | %.1f | %.1f | %d of %d (%d × 503 + Retry-After) | %.2f | %.2f / %.2f | %.2f | %.1f | **%.2f** |' \
+  summary+=" c${c}_bad=$bad c${c}_ratio=$ratio c${c}_model_ratio=$mratio"
+  table+=$(printf '| %d | %d of %d | %.1f (%.1f–%.1f) | %.1f | %.1f | %d of %d (%d × 503 + Retry-After) | %.2f | %.2f / %.2f | %.2f | %.1f | **%.2f** | %.1f | %.2f |' \
     "$c" "$kept" "$total" "$rps" "$rmin" "$rmax" "$p50" "$p99" "$non2xx" "$reqs" "$((s503 - s503bad))" "$dms" "$wcores" \
-    "$ocores" "$(awk -v a="$td" -v b="$ti" 'BEGIN { print a + b }')" "$rref" "$ratio")$'\n'
+    "$ocores" "$(awk -v a="$td" -v b="$ti" 'BEGIN { print a + b }')" "$rref" "$ratio" "$mref" "$mratio")$'\n'
 done
 ratio=$best_ratio
 pass=$(awk -v r="$ratio" -v t="$target" -v b="$bad_total" 'BEGIN { print (r >= t && b == 0) ? 1 : 0 }')
 summary+=" raw_pass_ms=$raw_lat raw_ms_per_image=$raw_ms raw_rps=$raw_rps ratio=$ratio ratio_at_c=$best_c bad_non2xx=$bad_total"
+summary+=" model_rps=$model_rps model_ratio=$best_mratio"
 summary+=" cpu_ratio=$cpu_ratio noisy_runs_left_out=$noisy_total quiet_raw_benches=$raw_quiet/$raw_n"
 summary+=" target=$target pass=$pass"
 
@@ -424,6 +442,10 @@ section() {
       echo "all $raw_n benches (none was quiet)"),"
   echo "  $(printf '%.1f' "$raw_min")–$(printf '%.1f' "$raw_max") images/s over all (the bench's own \`ms_per_image\`,"
   echo "  median round time / $workers, was $(printf '%.2f' "$raw_ms"))."
+  echo "- Raw model: \`devnet bench --model MODEL --threads $workers --iters $bench_iters\` (the served model's"
+  echo "  whole inference, forward pass and scoring, on a decoded $size×$size image): **$model_rps images/s**"
+  echo "  (median over the same benches). *service / raw model* leaves out only what the service adds"
+  echo "  to the model: HTTP, JPEG decode, resize, JSON."
   echo "- Raw benches and wrk runs alternate (bench, run, bench, run, ..., bench); a run's ratio is its"
   echo "  req/s over the mean images/s of the two benches around it (*raw img/s around*), so that"
   echo "  background load slowing one slows its reference too. *service / raw* is the median of the"
@@ -431,15 +453,15 @@ section() {
   echo "  used more than $noise_cores cores (*runs used*; the req/s range in brackets is over all runs);"
   echo "  non-2xx summed over all runs."
   echo
-  echo "| concurrency | runs used | req/s | p50 ms | p99 ms | non-2xx | daemon CPU-ms/req | wrk / other cores | decode+inference ms | raw img/s around | service / raw |"
-  echo "|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|"
+  echo "| concurrency | runs used | req/s | p50 ms | p99 ms | non-2xx | daemon CPU-ms/req | wrk / other cores | decode+inference ms | raw img/s around | service / raw | raw model img/s around | service / raw model |"
+  echo "|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|"
   printf '%s' "$table"
   echo
   echo "**Service / raw forward pass: $(printf '%.2f' "$ratio")** (at concurrency $best_c, the highest throughput;"
   echo "target >= $target). Non-2xx other than 503 with Retry-After: $bad_total. $(
     [ "$pass" = 1 ] && echo "Target met." || echo "Target not met.") The CPU work alone"
   echo "bounds the ratio at $(printf '%.2f' "$cpu_ratio") there: $raw_cpu_ms CPU-ms per raw pass against $(printf '%.2f' "$(eval "echo \$dms_$best_c")") CPU-ms per"
-  echo "request in the daemon."
+  echo "request in the daemon. Service / raw model inference: $(printf '%.2f' "$best_mratio")."
   echo
   if [ "$head_type" = normality ]; then
     echo "The ratio compares whole requests with bare forward passes to the final map. For a model"

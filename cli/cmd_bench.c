@@ -1,4 +1,7 @@
-/* devnet bench: forward-pass speed of the backbone's feature extractor.
+/* devnet bench: forward-pass speed of the backbone's feature extractor, or with --model
+ * the speed of a model's whole inference on a decoded image at its input size (the forward
+ * pass to the maps it reads, then its scoring: head, nearest-neighbour search, patch map,
+ * p-value), which is what the service does per image besides decoding and HTTP.
  *
  * --threads T runs T workers, each with its own forward context and one BLAS thread, on
  * the same synthetic image at once: the way devnetd uses the cores. A round is one pass
@@ -9,7 +12,9 @@
 #include "cli.h"
 
 #include "dn_backbone.h"
+#include "dn_features.h"
 #include "dn_forward.h"
+#include "dn_model.h"
 
 #include <pthread.h>
 #include <stdio.h>
@@ -23,6 +28,8 @@
 
 typedef struct bench {
     const dn_backbone *bb;
+    const dn_model *model; /* NULL: the bare forward pass */
+    const dn_image *image; /* the model's input image */
     const float *input;
     int size, iters, threads, tap;
     pthread_barrier_t start, end;
@@ -43,17 +50,41 @@ static double now_ms(void)
     return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
 }
 
+/* One inference of the model, as the service runs it. */
+static int score_once(bench *b, dn_extractor *x)
+{
+    dn_feats f;
+    dn_score sc;
+    dn_error err;
+    dn_feats_init(&f);
+    dn_score_init(&sc);
+    int rc = dn_extractor_image(x, b->image, 0, &f);
+    if (!rc)
+        rc = dn_model_score(b->model, &f, &sc, &err);
+    dn_score_free(&sc);
+    dn_feats_free(&f);
+    return rc;
+}
+
 static void *worker_main(void *arg)
 {
     worker *w = arg;
     bench *b = w->b;
     dn_forward fw;
+    dn_extractor x;
     dn_forward_init(&fw, b->bb);
+    if (b->model) {
+        if (dn_extractor_init(&x, b->bb, b->size, NULL))
+            b->failed = 1;
+        x.mid_only = dn_model_mid_only(b->model);
+    }
     dn_fmap out;
     for (int it = -BENCH_WARMUP; it < b->iters; it++) {
         pthread_barrier_wait(&b->start);
         double t0 = now_ms();
-        if (dn_forward_run(&fw, b->input, b->size, b->size, &b->tap, 1, &out))
+        if (b->failed)
+            ;
+        else if (b->model ? score_once(b, &x) : dn_forward_run(&fw, b->input, b->size, b->size, &b->tap, 1, &out))
             b->failed = 1;
         double t1 = now_ms();
         if (it >= 0) {
@@ -65,6 +96,8 @@ static void *worker_main(void *arg)
         pthread_barrier_wait(&b->end);
     }
     dn_forward_free(&fw);
+    if (b->model)
+        dn_extractor_free(&x);
     return NULL;
 }
 
@@ -129,8 +162,8 @@ static int run_rounds(bench *b, double *round_ms)
     return b->failed;
 }
 
-static int parse_bench_args(int argc, char **argv, const char **backbone, long *size,
-                            long *threads, long *iters, int *json)
+static int parse_bench_args(int argc, char **argv, const char **backbone, const char **model,
+                            long *size, long *threads, long *iters, int *json)
 {
     for (int i = 1; i < argc; i++) {
         long *target = !strcmp(argv[i], "--size")      ? size
@@ -141,6 +174,8 @@ static int parse_bench_args(int argc, char **argv, const char **backbone, long *
             *json = 1;
         else if (!strcmp(argv[i], "--backbone") && i + 1 < argc)
             *backbone = argv[++i];
+        else if (!strcmp(argv[i], "--model") && i + 1 < argc)
+            *model = argv[++i];
         else if (target && i + 1 < argc) {
             long hi = target == size ? 4096 : target == threads ? BENCH_MAX_THREADS : 100000;
             if (cli_int(argv[++i], 1, hi, target))
@@ -151,28 +186,61 @@ static int parse_bench_args(int argc, char **argv, const char **backbone, long *
     return CLI_OK;
 }
 
+/* A fixed synthetic photo of s x s pixels for --model. */
+static int synthetic_image(dn_image *img, int s)
+{
+    img->width = img->height = s;
+    img->rgb = malloc((size_t)s * s * 3);
+    if (!img->rgb)
+        return -1;
+    uint64_t x = 7;
+    for (size_t i = 0; i < (size_t)s * s * 3; i++, x = x * 6364136223846793005ull + 1442695040888963407ull)
+        img->rgb[i] = (uint8_t)(x >> 56);
+    return 0;
+}
+
 int cmd_bench(int argc, char **argv)
 {
-    const char *backbone = "build/backbone.safetensors";
-    long size = 448, threads = 1, iters = 20;
+    const char *backbone = "build/backbone.safetensors", *model_path = NULL;
+    long size = 0, threads = 1, iters = 20;
     int json = 0;
-    int rc = parse_bench_args(argc, argv, &backbone, &size, &threads, &iters, &json);
+    int rc = parse_bench_args(argc, argv, &backbone, &model_path, &size, &threads, &iters, &json);
     if (rc)
         return rc;
     dn_backbone bb;
     if (cli_backbone(&bb, backbone))
         return CLI_FAIL;
+    dn_model model;
+    dn_image image;
+    dn_model_init(&model);
+    dn_image_init(&image);
+    if (model_path) {
+        if (dn_model_load(&model, model_path, &bb)) {
+            cli_fail("bench: model", &model.err);
+            dn_model_free(&model);
+            dn_backbone_free(&bb);
+            return CLI_FAIL;
+        }
+        if (size && size != model.size) {
+            int takes = model.size;
+            dn_model_free(&model);
+            dn_backbone_free(&bb);
+            return cli_usage("bench: %s takes %d pixels; leave out --size", model_path, takes);
+        }
+        size = model.size;
+    }
+    size = size ? size : 448;
     size_t n_in = (size_t)size * size * bb.graph.in_channels;
     float *input = malloc(n_in * sizeof *input);
     double *round_ms = malloc((size_t)iters * sizeof *round_ms);
     size_t n_pass = (size_t)iters * threads;
     double *pass_ms = malloc(n_pass * sizeof *pass_ms), *start_ms = malloc(n_pass * sizeof *start_ms);
     double *end_ms = malloc(n_pass * sizeof *end_ms);
-    bench b = {.bb = &bb, .input = input, .size = (int)size, .iters = (int)iters,
+    bench b = {.bb = &bb, .model = model_path ? &model : NULL, .image = &image, .input = input, .size = (int)size, .iters = (int)iters,
                .threads = (int)threads, .tap = dn_backbone_final_map(&bb), .pass_ms = pass_ms,
                .start_ms = start_ms, .end_ms = end_ms};
     rc = CLI_FAIL;
-    if (input && round_ms && pass_ms && start_ms && end_ms) {
+    if (input && round_ms && pass_ms && start_ms && end_ms && (!model_path || !synthetic_image(&image, (int)size))) {
         uint64_t s = 42; /* a fixed synthetic image in [-1, 1] */
         for (size_t i = 0; i < n_in; i++, s = s * 6364136223846793005ull + 1442695040888963407ull)
             input[i] = (float)((s >> 40) & 0xffff) / 32767.5f - 1.0f;
@@ -181,24 +249,32 @@ int cmd_bench(int argc, char **argv)
     if (rc == CLI_OK) {
         double ms = median(round_ms, (int)iters) / (double)threads;
         double lat = median(pass_ms, (int)(iters * threads));
-        double gflops = graph_flops(&bb, (int)size, b.tap) / (ms * 1e6);
+        /* a model's inference does more than the pass: GFLOP/s only for the bare pass */
+        double gflops = model_path ? 0 : graph_flops(&bb, (int)size, b.tap) / (ms * 1e6);
         struct rusage ru;
         getrusage(RUSAGE_SELF, &ru);
-        printf("size %ld, threads %ld, iters %ld: %.2f ms/image (median), latency %.2f ms, "
-               "%.1f GFLOP/s, peak RSS %.1f MB\n",
-               size, threads, iters, ms, lat, gflops, ru.ru_maxrss / 1024.0);
+        printf("size %ld, threads %ld, iters %ld%s%s: %.2f ms/image (median), latency %.2f ms, ", size,
+               threads, iters, model_path ? ", model " : "", model_path ? dn_head_type_name(model.type) : "",
+               ms, lat);
+        if (!model_path)
+            printf("%.1f GFLOP/s, ", gflops);
+        printf("peak RSS %.1f MB\n", ru.ru_maxrss / 1024.0);
         if (json)
-            printf("{\"size\":%ld,\"threads\":%ld,\"iters\":%ld,\"ms_per_image\":%.3f,"
+            printf("{\"size\":%ld,\"threads\":%ld,\"iters\":%ld,\"model\":%s%s%s,\"ms_per_image\":%.3f,"
                    "\"latency_ms\":%.3f,\"gflops\":%.2f,\"peak_rss_mb\":%.1f}\n",
-                   size, threads, iters, ms, lat, gflops, ru.ru_maxrss / 1024.0);
+                   size, threads, iters, model_path ? "\"" : "", model_path ? dn_head_type_name(model.type) : "null",
+                   model_path ? "\"" : "", ms, lat, gflops, ru.ru_maxrss / 1024.0);
     } else {
-        fprintf(stderr, "devnet: bench: a forward pass failed (out of memory or input too small)\n");
+        fprintf(stderr, "devnet: bench: a %s failed (out of memory or input too small)\n",
+                model_path ? "model inference" : "forward pass");
     }
     free(input);
     free(round_ms);
     free(pass_ms);
     free(start_ms);
     free(end_ms);
+    dn_image_free(&image);
+    dn_model_free(&model);
     dn_backbone_free(&bb);
     return rc;
 }

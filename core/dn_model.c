@@ -198,6 +198,11 @@ static void top_patches(dn_score *s)
     }
 }
 
+int dn_model_mid_only(const dn_model *m)
+{
+    return !m->has_head;
+}
+
 int dn_model_score(const dn_model *m, const dn_feats *f, dn_score *s, dn_error *err)
 {
     dn_raw r;

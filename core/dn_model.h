@@ -81,6 +81,9 @@ int dn_model_raw(const dn_model *m, const dn_feats *f, dn_raw *r, dn_error *err)
 float dn_model_fuse(const dn_model *m, const dn_raw *r, float *head_z, float *bank_z);
 /* Scores one image's features: score, p-value, verdict, patch map, top patches. */
 int dn_model_score(const dn_model *m, const dn_feats *f, dn_score *s, dn_error *err);
+/* Whether scoring reads only the mid-level maps (a model without a head): the forward
+ * pass can stop there (dn_extractor.mid_only). */
+int dn_model_mid_only(const dn_model *m);
 
 /* safetensors file: head weights, memory bank, calibration scores; __metadata__ holds
  * the format and version, backbone sha256, head type, input size, K, threshold and

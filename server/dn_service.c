@@ -231,10 +231,9 @@ static int worker_extractor(dn_service *s, int worker, int size, dn_extractor **
     return DN_OK;
 }
 
-/* A model without a head reads only the mid-level maps: the forward pass stops there. */
 static void extract_for(dn_extractor *x, const dn_model *m)
 {
-    x->mid_only = !m->has_head;
+    x->mid_only = dn_model_mid_only(m);
 }
 
 typedef struct score_ctx {
