@@ -23,6 +23,10 @@
 #define DN_MAX_INPUT_SIDE 4096 /* forward-pass input height/width */
 #define DN_TFLITE_MAX_BYTES (512u << 20)
 
+/* Training */
+#define DN_FUSION_MAX_FOLDS 10 /* head fits that choose the fusion weights: leave-one-out up to
+                                * this many labelled anomalies, that many folds beyond */
+
 /* API requests (api/dn_request, api/dn_multipart) */
 #define DN_API_MAX_BATCH 64                /* images in one request, over any configuration */
 #define DN_API_MAX_LABEL 15                /* feedback label characters, excl. NUL */

@@ -1,6 +1,7 @@
 #include "dn_train.h"
 
 #include "dn_clock.h"
+#include "dn_limits.h"
 #include "dn_metrics.h"
 #include "dn_rng.h"
 #include "dn_sha256.h"
@@ -84,8 +85,10 @@ static int build_bank(dn_model *m, const dn_train_set *set, const int *fit, int 
 
 /* Trains the head branch of hm (the head, and the backbone's tail under it when o->tail)
  * on the fit normals and every labelled anomaly but `left_out` (-1: all). */
+/* Trains a head on the fit normals and the labelled anomalies, leaving out those of fold
+ * `fold` (anomaly a is in fold a % n_folds; n_folds 0 leaves none out). */
 static int fit_head(dn_model *hm, const dn_backbone *bb, const dn_train_set *set, const int *fit,
-                    int n_fit, int left_out, const dn_train_opts *o, uint64_t seed, dn_error *err)
+                    int n_fit, int fold, int n_folds, const dn_train_opts *o, uint64_t seed, dn_error *err)
 {
     int n_copies = set->n_anomaly * set->n_aug, dim = set->normal[fit[0]]->final.c, n_a = 0;
     const float **normal = malloc((size_t)n_fit * sizeof *normal);
@@ -101,7 +104,7 @@ static int fit_head(dn_model *hm, const dn_backbone *bb, const dn_train_set *set
         normal[i] = o->tail ? f->tail_in.data : f->final.data;
     }
     for (int i = 0; !rc && i < n_copies; i++)
-        if (i / set->n_aug != left_out)
+        if (n_folds <= 0 || (i / set->n_aug) % n_folds != fold)
             anomaly[n_a++] = o->tail ? set->anomaly[i]->tail_in.data : set->anomaly[i]->final.data;
     const dn_feats *f0 = set->normal[fit[0]];
     if (!rc && o->tail && !f0->tail_in.data)
@@ -130,7 +133,7 @@ static int train_head(dn_model *m, const dn_backbone *bb, const dn_train_set *se
                       int n_fit, const dn_train_opts *o, dn_error *err)
 {
     progress(o, o->tail ? "head + tail" : "head", 0, 1);
-    int rc = fit_head(m, bb, set, fit, n_fit, -1, o, o->seed, err);
+    int rc = fit_head(m, bb, set, fit, n_fit, 0, 0, o, o->seed, err);
     progress(o, o->tail ? "head + tail" : "head", 1, 1);
     return rc;
 }
@@ -182,46 +185,57 @@ static int head_score(const dn_model *hm, const dn_feats *f, float *out, dn_erro
 }
 
 /* Standardised head score of an anomaly under hm, by hm's own held-out scores. */
-static int head_z(const dn_model *hm, const dn_train_set *set, const int *hold, int n_hold,
-                  const dn_feats *fa, float *buf, float *z, dn_error *err)
+/* The head's score of fa, standardised by its scores of the held-out normals (st). */
+static int head_z(const dn_model *hm, const dn_stat *st, const dn_feats *fa, float *z, dn_error *err)
+{
+    float s = 0;
+    int rc = head_score(hm, fa, &s, err);
+    *z = (s - st->mu) / st->sigma;
+    return rc;
+}
+
+static int held_out_stat(const dn_model *hm, const dn_train_set *set, const int *hold, int n_hold,
+                         float *buf, dn_stat *st, dn_error *err)
 {
     int rc = DN_OK;
     for (int i = 0; !rc && i < n_hold; i++)
         rc = head_score(hm, set->normal[hold[i]], &buf[i], err);
-    float s = 0;
-    if (!rc)
-        rc = head_score(hm, fa, &s, err);
-    dn_stat st = stat_of(buf, (size_t)n_hold);
-    *z = (s - st.mu) / st.sigma;
+    *st = stat_of(buf, (size_t)n_hold);
     return rc;
 }
 
 /* Median standardised score of the labelled anomalies when they were NOT used for
- * training: the head is retrained without each one (leave-one-out); the bank never sees
- * anomalies. The median, not the mean: a few anomalies far out would otherwise make a
- * branch look better than it ranks (the head on magnetic_tile). */
+ * training: the head is retrained without each one (leave-one-out), or without each of
+ * DN_FUSION_MAX_FOLDS folds when there are more anomalies, so that the cost stays at most
+ * that many head fits however many anomalies the inspectors have sent; the bank never
+ * sees anomalies. The median, not the mean: a few anomalies far out would otherwise make
+ * a branch look better than it ranks (the head on magnetic_tile). */
 static int loo_anomaly_medians(const dn_model *m, const dn_backbone *bb, const dn_train_set *set,
                                const int *fit, int n_fit, const int *hold, int n_hold,
                                const dn_train_opts *o, double *mu, dn_error *err)
 {
-    int k = set->n_anomaly;
+    int k = set->n_anomaly, folds = k < DN_FUSION_MAX_FOLDS ? k : DN_FUSION_MAX_FOLDS;
     float *buf = malloc((size_t)n_hold * sizeof *buf), *zh = malloc((size_t)k * sizeof *zh);
     float *zb = malloc((size_t)k * sizeof *zb);
     int rc = buf && zh && zb ? DN_OK : dn_error_set(err, DN_ENOMEM, "out of memory");
-    for (int a = 0; !rc && a < k; a++) {
+    for (int f = 0; !rc && f < folds; f++) {
         dn_model hm;
         dn_model_init(&hm);
-        const dn_feats *fa = set->anomaly[(size_t)a * set->n_aug];
-        rc = fit_head(&hm, bb, set, fit, n_fit, a, o, o->seed + 1 + (uint64_t)a, err);
+        dn_stat st;
+        rc = fit_head(&hm, bb, set, fit, n_fit, f, folds, o, o->seed + 1 + (uint64_t)f, err);
         if (!rc)
-            rc = head_z(&hm, set, hold, n_hold, fa, buf, &zh[a], err);
+            rc = held_out_stat(&hm, set, hold, n_hold, buf, &st, err);
+        for (int a = f; !rc && a < k; a += folds)
+            rc = head_z(&hm, &st, set->anomaly[(size_t)a * set->n_aug], &zh[a], err);
+        dn_model_free(&hm);
+        progress(o, "fusion weights", f + 1, folds);
+    }
+    for (int a = 0; !rc && a < k; a++) {
         dn_raw r;
-        if (!rc && !(rc = dn_model_raw(m, fa, &r, err))) {
+        if (!(rc = dn_model_raw(m, set->anomaly[(size_t)a * set->n_aug], &r, err))) {
             zb[a] = (r.bank - m->img_bank.mu) / m->img_bank.sigma;
             dn_raw_free(&r);
         }
-        dn_model_free(&hm);
-        progress(o, "fusion weights", a + 1, k);
     }
     if (!rc) {
         mu[0] = dn_quantile(zh, (size_t)k, 0.5);

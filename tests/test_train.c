@@ -3,6 +3,8 @@
  * round trip with refusal of damaged or mismatched files. */
 #include "test_util.h"
 
+#include "dn_limits.h"
+
 #include "dn_metrics.h"
 #include "dn_train.h"
 
@@ -174,6 +176,69 @@ Test(train, fusion_separates_generated_defects)
     cr_assert(m.w_head > 0 && m.w_bank > 0, "weights %g, %g", m.w_head, m.w_bank);
     /* zero anomalies: the normality branch alone, and the model says so */
     dn_model_free(&m);
+    teardown(&fx);
+}
+
+typedef struct fold_count {
+    int calls, total;
+} fold_count;
+
+static void count_folds(void *ctx, const char *stage, int done, int total)
+{
+    fold_count *c = ctx;
+    (void)done;
+    if (!strcmp(stage, "fusion weights")) {
+        c->calls++;
+        c->total = total;
+    }
+}
+
+/* Choosing the fusion weights fits the head once per labelled anomaly (leave-one-out) up
+ * to DN_FUSION_MAX_FOLDS anomalies and that many times beyond: a service with hundreds of
+ * confirmed anomalies must still retrain within its budget. */
+Test(train, fusion_weights_fit_at_most_max_folds_heads)
+{
+    fixture fx;
+    if (!setup(&fx))
+        cr_skip_test("no backbone (make backbone needs ../shared/models): skipped");
+    enum { NN = 16, NA = DN_FUSION_MAX_FOLDS + 3 };
+    char *normal[NN], *anom[NA];
+    uint64_t seed = 5;
+    write_images(fx.root, "n", NN, 0, &seed, normal);
+    write_images(fx.root, "a", NA, 1, &seed, anom);
+    static dn_feats fn[NN], fa[NA];
+    feats_of(&fx.x, normal, NN, 1, fn);
+    feats_of(&fx.x, anom, NA, 1, fa);
+    const dn_feats *np[NN], *ap[NA];
+    for (int i = 0; i < NN; i++)
+        np[i] = &fn[i];
+    for (int i = 0; i < NA; i++)
+        ap[i] = &fa[i];
+    int counts[] = {3, NA};
+    for (int t = 0; t < 2; t++) {
+        dn_train_set set = {np, NN, ap, counts[t], 1, "test"};
+        dn_train_opts o;
+        dn_train_opts_default(&o);
+        o.type = DN_HEAD_FUSION;
+        o.size = SIZE;
+        o.head.steps = 20;
+        fold_count c = {0, 0};
+        o.progress = count_folds;
+        o.ctx = &c;
+        dn_model m;
+        dn_model_init(&m);
+        dn_error err;
+        cr_assert_eq(dn_train(&m, &set, &o, &fx.bb, &err), DN_OK, "%s", err.msg);
+        int want = counts[t] < DN_FUSION_MAX_FOLDS ? counts[t] : DN_FUSION_MAX_FOLDS;
+        cr_expect_eq(c.total, want, "%d anomalies: %d head fits (wanted %d)", counts[t], c.total, want);
+        cr_expect_eq(c.calls, want, "%d anomalies: %d progress calls", counts[t], c.calls);
+        cr_expect_float_eq(m.w_head + m.w_bank, 1.0, 1e-5);
+        dn_model_free(&m);
+    }
+    for (int i = 0; i < NN; i++)
+        dn_feats_free(&fn[i]), free(normal[i]);
+    for (int i = 0; i < NA; i++)
+        dn_feats_free(&fa[i]), free(anom[i]);
     teardown(&fx);
 }
 
