@@ -9,6 +9,7 @@
 --        t_queue=.. t_decode=.. t_inference=.. t_total=.. timed=N
 -- (t_* are the means of the answers' timing_ms fields over the 200 answers, in ms.)
 
+local common = dofile("bench/wrk_common.lua")
 local threads = {}
 
 function setup(thread)
@@ -37,16 +38,10 @@ function request()
    return reqs[idx]
 end
 
-local function has_retry_after(headers)
-   for k, _ in pairs(headers) do
-      if string.lower(k) == "retry-after" then return true end
-   end
-   return false
-end
 
 function response(status, headers, body)
    statuses[status] = (statuses[status] or 0) + 1
-   if status == 503 and not has_retry_after(headers) then
+   if status == 503 and not common.has_retry_after(headers) then
       no_retry = no_retry + 1
    end
    if status == 200 then
@@ -60,20 +55,16 @@ function response(status, headers, body)
 end
 
 function done(summary, latency, requests)
-   local all, nr, sq, sd, si, st, n = {}, 0, 0, 0, 0, 0, 0
+   local nr, sq, sd, si, st, n = 0, 0, 0, 0, 0, 0
    for _, t in ipairs(threads) do
-      local s = t:get("statuses") or {}
-      for code, c in pairs(s) do all[code] = (all[code] or 0) + c end
       nr = nr + (t:get("no_retry") or 0)
       sq, sd = sq + (t:get("tq") or 0), sd + (t:get("td") or 0)
       si, st = si + (t:get("ti") or 0), st + (t:get("tt") or 0)
       n = n + (t:get("timed") or 0)
    end
-   local codes, non2xx, parts = {}, 0, {}
-   for code, _ in pairs(all) do codes[#codes + 1] = code end
-   table.sort(codes)
+   local all, codes, listed = common.statuses(threads)
+   local non2xx = 0
    for _, code in ipairs(codes) do
-      parts[#parts + 1] = code .. ":" .. all[code]
       if code < 200 or code > 299 then non2xx = non2xx + all[code] end
    end
    local e = summary.errors
@@ -86,6 +77,5 @@ function done(summary, latency, requests)
       "t_queue=%.3f t_decode=%.3f t_inference=%.3f t_total=%.3f timed=%d\n",
       summary.requests, secs, summary.requests / secs, ms(50), ms(90), ms(99), latency.max / 1000,
       non2xx, all[503] or 0, nr, e.connect + e.read + e.write + e.timeout,
-      #parts > 0 and table.concat(parts, ",") or "none",
-      mean(sq), mean(sd), mean(si), mean(st), n))
+      listed, mean(sq), mean(sd), mean(si), mean(st), n))
 end

@@ -106,66 +106,23 @@ fi
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/devnet-load.XXXXXX")
 dpid=""   # the daemon
 jpid=""   # the wrk or perf job in flight
-stop_pid() { # pid: TERM, up to 10 s, then KILL; only processes this script started
-  local p=$1 i
-  [ -n "$p" ] && kill -0 "$p" 2>/dev/null || return 0
-  kill "$p" 2>/dev/null || true
-  for i in $(seq 1 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-  kill -0 "$p" 2>/dev/null && kill -9 "$p" 2>/dev/null || true
-  wait "$p" 2>/dev/null || true
-}
-cleanup() {
-  local rc=$?
-  trap - EXIT INT TERM
-  stop_pid "$jpid"
-  stop_pid "$dpid"
-  rm -rf "$tmp"
-  exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
+bench_traps
 
 # ---- bodies: evenly spaced over the test set (normal and defective), 448x448 JPEGs ----
-mapfile -t pngs < <(find "$data/test" -name '*.png' | LC_ALL=C sort)
-[ ${#pngs[@]} -gt 0 ] || die "no PNGs under $data/test"
-[ "$n_images" -le ${#pngs[@]} ] || n_images=${#pngs[@]}
-jpegs=()
-for i in $(seq 0 $((n_images - 1))); do
-  src=${pngs[$((i * ${#pngs[@]} / n_images))]}
-  dst=$tmp/img$i.jpg
-  pngtopnm "$src" 2>/dev/null | cjpeg -quality 90 -optimize > "$dst" || die "cannot convert $src"
-  jpegs+=("$dst")
-done
+bench_jpegs "$data" "$n_images"
 jpeg_bytes=$(cat "${jpegs[@]}" | wc -c)
 jpeg_kb=$(awk -v b="$jpeg_bytes" -v n="$n_images" 'BEGIN{printf "%.1f", b / n / 1024}')
 img_dims=$(file -b "${jpegs[0]}" 2>/dev/null | grep -o '[0-9]*x[0-9]*,' | tail -1 | tr -d ,) || true
 
 # ---- the daemon ----
-model_args=(--train-data "$data")
-model_origin="its first model trained at start from \`$data\`"
-if [ "$shots" -gt 0 ]; then
-  DEVNET_BACKBONE=build/backbone.safetensors "$devnet" train --data "$data" --shots "$shots" --seed 1 \
-    -o "$tmp/model.safetensors" > "$tmp/train.out" 2>&1 || { cat "$tmp/train.out" >&2; die "devnet train failed"; }
-  model_args=(--model "$tmp/model.safetensors")
-  model_origin="a model trained by \`devnet train --data $data --shots $shots --seed 1\`"
-fi
-"$devnetd" --listen 127.0.0.1:0 --data-dir "$tmp/data" "${model_args[@]}" --workers "$workers" \
-  ${extra_args[@]+"${extra_args[@]}"} >/dev/null 2>"$tmp/devnetd.log" &
-dpid=$!
-port=""
-for i in $(seq 1 3000); do # 300 s: start and train the first model
-  kill -0 "$dpid" 2>/dev/null || { tail -5 "$tmp/devnetd.log" >&2; die "devnetd exited"; }
-  [ -n "$port" ] || port=$(grep -o '"event":"listening","port":[0-9]*' "$tmp/devnetd.log" | grep -o '[0-9]*$' || true)
-  if [ -n "$port" ] && [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/readyz")" = 200 ]; then
-    break
-  fi
-  sleep 0.1
-done
-[ -n "$port" ] && [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/readyz")" = 200 ] ||
-  { tail -5 "$tmp/devnetd.log" >&2; die "devnetd not ready after 300 s"; }
+bench_model "$data" "$shots"
+bench_start_devnetd "${model_args[@]}" --workers "$workers" ${extra_args[@]+"${extra_args[@]}"}
 url=http://127.0.0.1:$port/score
-# the served model's file, for the raw model-inference bench
+# the served model's file and the same photos, for the raw model-inference bench
+bench_images=()
+for j in "${jpegs[@]}"; do bench_images+=(--image "$j"); done
 model_file=$tmp/model.safetensors
 [ "$shots" -gt 0 ] || model_file=$(find "$tmp/data/models" -name 'model-*.safetensors' | sort | tail -1)
 [ -f "$model_file" ] || die "cannot find the served model's file"
@@ -234,9 +191,10 @@ run_wrk "$max_c" 3 "$tmp/warmup" # builds every worker's extractor, warms the al
 : > "$tmp/raw"
 # bench_once: one raw bench and one raw model bench; appends "ms_per_image latency_ms
 # other_cores images_per_s model_images_per_s" to $tmp/raw and sets raw_last and
-# model_last (images/s). The model bench (`devnet bench --model`) runs the served model's
-# whole inference on a decoded image at its input size: what a request costs but for
-# the HTTP exchange, the JPEG decode, the resize and the JSON. The throughput of record is workers x 1000 /
+# model_last (images/s). The model bench (`devnet bench --model --image ...`) runs the
+# served model's whole inference (resize, forward pass, scoring) on the same photos,
+# decoded beforehand: what a request costs but for the HTTP exchange, the JPEG decode and
+# the JSON. The throughput of record is workers x 1000 /
 # latency_ms (the median time of one pass; the workers run side by side), not the bench's
 # ms_per_image: that one is the median round time / workers, timed by the bench's main
 # thread, which on a 2-core machine competes with its 2 workers and can read a round's
@@ -259,8 +217,8 @@ bench_once() {
   [ -n "$ms" ] || die "devnet bench printed no ms_per_image"
   [ -n "$lat" ] || die "devnet bench printed no latency_ms"
   raw_last=$(awk -v l="$lat" -v w="$workers" 'BEGIN { printf "%.3f", w * 1000 / l }')
-  DEVNET_BACKBONE=build/backbone.safetensors "$devnet" bench --model "$model_file" --threads "$workers" \
-    --iters "$bench_iters" --json > "$tmp/mbench.out" || die "devnet bench --model failed"
+  DEVNET_BACKBONE=build/backbone.safetensors "$devnet" bench --model "$model_file" "${bench_images[@]}" \
+    --threads "$workers" --iters "$bench_iters" --json > "$tmp/mbench.out" || die "devnet bench --model failed"
   lat=$(grep '^{' "$tmp/mbench.out" | tail -1 | grep -o '"latency_ms":[0-9.]*' | cut -d: -f2)
   [ -n "$lat" ] || die "devnet bench --model printed no latency_ms"
   model_last=$(awk -v l="$lat" -v w="$workers" 'BEGIN { printf "%.3f", w * 1000 / l }')
@@ -442,10 +400,10 @@ section() {
       echo "all $raw_n benches (none was quiet)"),"
   echo "  $(printf '%.1f' "$raw_min")–$(printf '%.1f' "$raw_max") images/s over all (the bench's own \`ms_per_image\`,"
   echo "  median round time / $workers, was $(printf '%.2f' "$raw_ms"))."
-  echo "- Raw model: \`devnet bench --model MODEL --threads $workers --iters $bench_iters\` (the served model's"
-  echo "  whole inference, forward pass and scoring, on a decoded $size×$size image): **$model_rps images/s**"
-  echo "  (median over the same benches). *service / raw model* leaves out only what the service adds"
-  echo "  to the model: HTTP, JPEG decode, resize, JSON."
+  echo "- Raw model: \`devnet bench --model MODEL --image BODY... --threads $workers --iters $bench_iters\` (the"
+  echo "  served model's whole inference, resize, forward pass and scoring, on the same $n_images photos,"
+  echo "  decoded beforehand): **$model_rps images/s** (median over the same benches). *service / raw"
+  echo "  model* leaves out only what the service adds to the model: HTTP, the JPEG decode, JSON."
   echo "- Raw benches and wrk runs alternate (bench, run, bench, run, ..., bench); a run's ratio is its"
   echo "  req/s over the mean images/s of the two benches around it (*raw img/s around*), so that"
   echo "  background load slowing one slows its reference too. *service / raw* is the median of the"

@@ -12,6 +12,7 @@
 --   MIX requests=N duration_s=S rps=R p50_ms=.. p99_ms=.. max_ms=.. unexpected=N
 --       s5xx=N s503=N s503_no_retry_after=N socket_errors=N statuses=200:N,... sent=kind:N,...
 
+local common = dofile("bench/wrk_common.lua")
 local threads = {}
 
 -- kind, weight in the rotation, the statuses it may get (top level: done() runs in the
@@ -104,16 +105,10 @@ function request()
    return reqs[turn[k]]
 end
 
-local function has_retry_after(headers)
-   for k, _ in pairs(headers) do
-      if string.lower(k) == "retry-after" then return true end
-   end
-   return false
-end
 
 function response(status, headers, body)
    statuses[status] = (statuses[status] or 0) + 1
-   if status == 503 and not has_retry_after(headers) then
+   if status == 503 and not common.has_retry_after(headers) then
       no_retry = no_retry + 1
       unexpected = unexpected + 1
    elseif not allowed[status] then
@@ -122,18 +117,15 @@ function response(status, headers, body)
 end
 
 function done(summary, latency, requests)
-   local all, per_kind, nr, un = {}, {}, 0, 0
+   local per_kind, nr, un = {}, 0, 0
    for _, t in ipairs(threads) do
-      for code, c in pairs(t:get("statuses") or {}) do all[code] = (all[code] or 0) + c end
       for k, c in pairs(t:get("sent") or {}) do per_kind[k] = (per_kind[k] or 0) + c end
       nr = nr + (t:get("no_retry") or 0)
       un = un + (t:get("unexpected") or 0)
    end
-   local codes, parts, s5xx = {}, {}, 0
-   for code, _ in pairs(all) do codes[#codes + 1] = code end
-   table.sort(codes)
+   local all, codes, listed = common.statuses(threads)
+   local s5xx = 0
    for _, code in ipairs(codes) do
-      parts[#parts + 1] = code .. ":" .. all[code]
       if code >= 500 then s5xx = s5xx + all[code] end
    end
    local names = {}
@@ -146,5 +138,5 @@ function done(summary, latency, requests)
       "s5xx=%d s503=%d s503_no_retry_after=%d socket_errors=%d statuses=%s sent=%s\n",
       summary.requests, secs, summary.requests / secs, ms(50), ms(99), latency.max / 1000, un,
       s5xx, all[503] or 0, nr, e.connect + e.read + e.write + e.timeout,
-      #parts > 0 and table.concat(parts, ",") or "none", table.concat(names, ",")))
+      listed, table.concat(names, ",")))
 end

@@ -1,7 +1,10 @@
 /* devnet bench: forward-pass speed of the backbone's feature extractor, or with --model
- * the speed of a model's whole inference on a decoded image at its input size (the forward
- * pass to the maps it reads, then its scoring: head, nearest-neighbour search, patch map,
- * p-value), which is what the service does per image besides decoding and HTTP.
+ * the speed of a model's whole inference on decoded photos (resize to its input size, the
+ * forward pass to the maps it reads, then its scoring: head, nearest-neighbour search,
+ * patch map, p-value), which is what the service does per image besides decoding the
+ * upload, HTTP and JSON. --image FILE (repeatable, taken in turn) gives the photos; without
+ * it a synthetic noise image is used, whose patches are far from every normal one, so the
+ * nearest-neighbour search prunes little and costs more than on real photos.
  *
  * --threads T runs T workers, each with its own forward context and one BLAS thread, on
  * the same synthetic image at once: the way devnetd uses the cores. A round is one pass
@@ -25,11 +28,13 @@
 
 #define BENCH_WARMUP 3
 #define BENCH_MAX_THREADS 64
+#define BENCH_MAX_IMAGES 16
 
 typedef struct bench {
     const dn_backbone *bb;
     const dn_model *model; /* NULL: the bare forward pass */
-    const dn_image *image; /* the model's input image */
+    const dn_image *images; /* the model's input photos, taken in turn */
+    int n_images;
     const float *input;
     int size, iters, threads, tap;
     pthread_barrier_t start, end;
@@ -51,14 +56,14 @@ static double now_ms(void)
 }
 
 /* One inference of the model, as the service runs it. */
-static int score_once(bench *b, dn_extractor *x)
+static int score_once(bench *b, dn_extractor *x, int it)
 {
     dn_feats f;
     dn_score sc;
     dn_error err;
     dn_feats_init(&f);
     dn_score_init(&sc);
-    int rc = dn_extractor_image(x, b->image, 0, &f);
+    int rc = dn_extractor_image(x, &b->images[(it + BENCH_WARMUP) % b->n_images], 0, &f);
     if (!rc)
         rc = dn_model_score(b->model, &f, &sc, &err);
     dn_score_free(&sc);
@@ -84,7 +89,7 @@ static void *worker_main(void *arg)
         double t0 = now_ms();
         if (b->failed)
             ;
-        else if (b->model ? score_once(b, &x) : dn_forward_run(&fw, b->input, b->size, b->size, &b->tap, 1, &out))
+        else if (b->model ? score_once(b, &x, it) : dn_forward_run(&fw, b->input, b->size, b->size, &b->tap, 1, &out))
             b->failed = 1;
         double t1 = now_ms();
         if (it >= 0) {
@@ -163,7 +168,8 @@ static int run_rounds(bench *b, double *round_ms)
 }
 
 static int parse_bench_args(int argc, char **argv, const char **backbone, const char **model,
-                            long *size, long *threads, long *iters, int *json)
+                            const char **images, int *n_images, long *size, long *threads, long *iters,
+                            int *json)
 {
     for (int i = 1; i < argc; i++) {
         long *target = !strcmp(argv[i], "--size")      ? size
@@ -176,6 +182,11 @@ static int parse_bench_args(int argc, char **argv, const char **backbone, const 
             *backbone = argv[++i];
         else if (!strcmp(argv[i], "--model") && i + 1 < argc)
             *model = argv[++i];
+        else if (!strcmp(argv[i], "--image") && i + 1 < argc) {
+            if (*n_images == BENCH_MAX_IMAGES)
+                return cli_usage("bench: at most %d --image", BENCH_MAX_IMAGES);
+            images[(*n_images)++] = argv[++i];
+        }
         else if (target && i + 1 < argc) {
             long hi = target == size ? 4096 : target == threads ? BENCH_MAX_THREADS : 100000;
             if (cli_int(argv[++i], 1, hi, target))
@@ -199,21 +210,39 @@ static int synthetic_image(dn_image *img, int s)
     return 0;
 }
 
+/* Decodes the --image files; 0 (after saying why) when one fails. */
+static int load_images(dn_image *images, const char *const *paths, int n)
+{
+    for (int i = 0; i < n; i++) {
+        dn_error err;
+        if (dn_image_load(&images[i], paths[i], NULL, &err)) {
+            cli_fail("bench: image", &err);
+            return 0;
+        }
+    }
+    return 1;
+}
+
 int cmd_bench(int argc, char **argv)
 {
     const char *backbone = "build/backbone.safetensors", *model_path = NULL;
+    const char *image_paths[BENCH_MAX_IMAGES];
     long size = 0, threads = 1, iters = 20;
-    int json = 0;
-    int rc = parse_bench_args(argc, argv, &backbone, &model_path, &size, &threads, &iters, &json);
+    int json = 0, n_images = 0;
+    int rc = parse_bench_args(argc, argv, &backbone, &model_path, image_paths, &n_images, &size, &threads,
+                              &iters, &json);
     if (rc)
         return rc;
+    if (n_images && !model_path)
+        return cli_usage("bench: --image goes with --model");
     dn_backbone bb;
     if (cli_backbone(&bb, backbone))
         return CLI_FAIL;
     dn_model model;
-    dn_image image;
+    dn_image images[BENCH_MAX_IMAGES];
     dn_model_init(&model);
-    dn_image_init(&image);
+    for (int i = 0; i < BENCH_MAX_IMAGES; i++)
+        dn_image_init(&images[i]);
     if (model_path) {
         if (dn_model_load(&model, model_path, &bb)) {
             cli_fail("bench: model", &model.err);
@@ -236,11 +265,14 @@ int cmd_bench(int argc, char **argv)
     size_t n_pass = (size_t)iters * threads;
     double *pass_ms = malloc(n_pass * sizeof *pass_ms), *start_ms = malloc(n_pass * sizeof *start_ms);
     double *end_ms = malloc(n_pass * sizeof *end_ms);
-    bench b = {.bb = &bb, .model = model_path ? &model : NULL, .image = &image, .input = input, .size = (int)size, .iters = (int)iters,
+    bench b = {.bb = &bb, .model = model_path ? &model : NULL, .images = images,
+               .n_images = n_images ? n_images : 1, .input = input, .size = (int)size, .iters = (int)iters,
                .threads = (int)threads, .tap = dn_backbone_final_map(&bb), .pass_ms = pass_ms,
                .start_ms = start_ms, .end_ms = end_ms};
     rc = CLI_FAIL;
-    if (input && round_ms && pass_ms && start_ms && end_ms && (!model_path || !synthetic_image(&image, (int)size))) {
+    int have_images = !model_path || (n_images ? load_images(images, image_paths, n_images)
+                                               : !synthetic_image(&images[0], (int)size));
+    if (input && round_ms && pass_ms && start_ms && end_ms && have_images) {
         uint64_t s = 42; /* a fixed synthetic image in [-1, 1] */
         for (size_t i = 0; i < n_in; i++, s = s * 6364136223846793005ull + 1442695040888963407ull)
             input[i] = (float)((s >> 40) & 0xffff) / 32767.5f - 1.0f;
@@ -264,7 +296,7 @@ int cmd_bench(int argc, char **argv)
                    "\"latency_ms\":%.3f,\"gflops\":%.2f,\"peak_rss_mb\":%.1f}\n",
                    size, threads, iters, model_path ? "\"" : "", model_path ? dn_head_type_name(model.type) : "null",
                    model_path ? "\"" : "", ms, lat, gflops, ru.ru_maxrss / 1024.0);
-    } else {
+    } else if (have_images) {
         fprintf(stderr, "devnet: bench: a %s failed (out of memory or input too small)\n",
                 model_path ? "model inference" : "forward pass");
     }
@@ -273,7 +305,8 @@ int cmd_bench(int argc, char **argv)
     free(pass_ms);
     free(start_ms);
     free(end_ms);
-    dn_image_free(&image);
+    for (int i = 0; i < BENCH_MAX_IMAGES; i++)
+        dn_image_free(&images[i]);
     dn_model_free(&model);
     dn_backbone_free(&bb);
     return rc;

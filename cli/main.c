@@ -22,7 +22,7 @@ static const struct {
     {"train", cmd_train, "--data DIR [--shots K] [--seed S] [--anomalies DIR] [--head H] -o MODEL"},
     {"score", cmd_score, "--model MODEL [--heatmap OUT.png] [--json] IMAGE..."},
     {"eval", cmd_eval, "--data DIR [--shots 10] [--seeds 1,2,3] [--head H] [--json FILE]"},
-    {"bench", cmd_bench, "--backbone B [--size S | --model M] [--threads T] [--iters N] [--json]   forward-pass (or model) speed"},
+    {"bench", cmd_bench, "--backbone B [--size S | --model M [--image F]...] [--threads T] [--iters N] [--json]   forward-pass (or model) speed"},
 };
 
 #define N_COMMANDS (int)(sizeof commands / sizeof commands[0])
