@@ -55,19 +55,27 @@ Test(tflite, imports_mobilenet_v2)
     free(buf);
 }
 
+/* Imports the shared MobileNetV2 into m and saves it as dir (a mkdtemp template, made
+ * here)/bb.safetensors into path (64 bytes); the file's bytes, for the caller to free. */
+static uint8_t *import_and_save(const char *shared, dn_tflite_model *m, char *dir, char *path)
+{
+    size_t len;
+    uint8_t *buf = read_model(shared, &len);
+    dn_tflite_init(m);
+    cr_assert_eq(dn_tflite_import(m, buf, len, NULL), DN_OK);
+    cr_assert_not_null(mkdtemp(dir));
+    snprintf(path, 64, "%s/bb.safetensors", dir);
+    dn_error err;
+    cr_assert_eq(dn_backbone_save(&m->graph, m->source_sha256, path, &err), DN_OK, "%s", err.msg);
+    return buf;
+}
+
 Test(tflite, backbone_file_round_trip_is_exact)
 {
     DN_REQUIRE_SHARED(shared);
-    size_t len;
-    uint8_t *buf = read_model(shared, &len);
     dn_tflite_model m;
-    dn_tflite_init(&m);
-    cr_assert_eq(dn_tflite_import(&m, buf, len, NULL), DN_OK);
     char dir[] = "/tmp/dn_tflite_XXXXXX", path[64];
-    cr_assert_not_null(mkdtemp(dir));
-    snprintf(path, sizeof path, "%s/bb.safetensors", dir);
-    dn_error err;
-    cr_assert_eq(dn_backbone_save(&m.graph, m.source_sha256, path, &err), DN_OK, "%s", err.msg);
+    uint8_t *buf = import_and_save(shared, &m, dir, path);
     dn_backbone bb;
     dn_backbone_init(&bb);
     cr_assert_eq(dn_backbone_load(&bb, path), DN_OK, "%s", bb.err.msg);
@@ -98,17 +106,10 @@ Test(tflite, backbone_file_round_trip_is_exact)
 Test(tflite, backbone_file_is_checked_against_its_sha256_file)
 {
     DN_REQUIRE_SHARED(shared);
-    size_t len;
-    uint8_t *buf = read_model(shared, &len);
     dn_tflite_model m;
-    dn_tflite_init(&m);
-    cr_assert_eq(dn_tflite_import(&m, buf, len, NULL), DN_OK);
     char dir[] = "/tmp/dn_tflite_XXXXXX", path[64], side[72];
-    cr_assert_not_null(mkdtemp(dir));
-    snprintf(path, sizeof path, "%s/bb.safetensors", dir);
+    uint8_t *buf = import_and_save(shared, &m, dir, path);
     snprintf(side, sizeof side, "%s.sha256", path);
-    dn_error err;
-    cr_assert_eq(dn_backbone_save(&m.graph, m.source_sha256, path, &err), DN_OK, "%s", err.msg);
     size_t slen;
     char *text = (char *)dn_test_read_file(side, &slen);
     cr_assert_not_null(text, "no %s", side);
