@@ -1,5 +1,7 @@
 #include "dn_features.h"
 
+#include "dn_file.h"
+#include "dn_limits.h"
 #include "dn_sha256.h"
 #include "dn_tail.h"
 
@@ -76,7 +78,11 @@ int dn_extractor_init(dn_extractor *x, const dn_backbone *bb, int size, const ch
                            bb->sha256, size);
         if (len >= (int)sizeof x->cache_dir)
             return dn_error_set(&x->err, DN_EINVAL, "cache path too long");
-        return make_dirs(x->cache_dir, &x->err);
+        int rc = make_dirs(x->cache_dir, &x->err);
+        /* temporary files of writers killed mid-write (live ones finish within seconds) */
+        if (!rc)
+            dn_file_remove_stale(x->cache_dir, ".tmp.", DN_CACHE_STALE_SECONDS);
+        return rc;
     }
     return DN_OK;
 }

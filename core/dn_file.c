@@ -1,11 +1,13 @@
 #include "dn_file.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 int dn_file_read(const char *path, size_t max, unsigned char **out, size_t *len, dn_error *err)
@@ -106,4 +108,22 @@ int dn_file_write_atomic(const char *path, const void *data, size_t len, dn_erro
     free(dir);
     free(tmp);
     return rc;
+}
+
+int dn_file_remove_stale(const char *dir, const char *marker, double max_age_s)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return 0;
+    time_t now = time(NULL);
+    struct dirent *de;
+    struct stat st;
+    int removed = 0;
+    while ((de = readdir(d)))
+        if (strstr(de->d_name, marker) && fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+            S_ISREG(st.st_mode) && difftime(now, st.st_mtime) > max_age_s &&
+            unlinkat(dirfd(d), de->d_name, 0) == 0)
+            removed++;
+    closedir(d);
+    return removed;
 }

@@ -15,6 +15,10 @@ int dn_file_read(const char *path, size_t max, unsigned char **out, size_t *len,
  * one, and the new one survives a power loss: path.tmp.PID written, synced, renamed, the
  * folder synced. On failure the temporary file is gone. */
 int dn_file_write_atomic(const char *path, const void *data, size_t len, dn_error *err);
+/* Removes the files of dir whose name contains marker and that were last modified over
+ * max_age_s seconds ago: temporary files a killed process left (a live writer renames or
+ * removes its own within seconds). Failures only leave files behind; returns how many went. */
+int dn_file_remove_stale(const char *dir, const char *marker, double max_age_s);
 /* Records errno e about path as DN_ENOSPC (ENOSPC, EDQUOT) or DN_EIO; returns the code. */
 int dn_file_io_error(dn_error *err, int e, const char *what, const char *path);
 /* Writes all n bytes (retrying EINTR); 0 or the errno of the failure. */

@@ -23,6 +23,9 @@
 #define DN_MAX_INPUT_SIDE 4096 /* forward-pass input height/width */
 #define DN_TFLITE_MAX_BYTES (512u << 20)
 
+/* Feature cache: a temporary file this old was left by a killed writer */
+#define DN_CACHE_STALE_SECONDS 3600
+
 /* Training */
 #define DN_FUSION_MAX_FOLDS 10 /* head fits that choose the fusion weights: leave-one-out up to
                                 * this many labelled anomalies, that many folds beyond */

@@ -131,23 +131,6 @@ static int rg_scan(const dn_registry *r, rg_entry **out, int *n, int *highest, d
     return rc;
 }
 
-/* Hidden publish files older than any publish takes were left by a crashed one. */
-static void rg_remove_abandoned(const dn_registry *r)
-{
-    DIR *d = opendir(r->dir);
-    if (!d)
-        return;
-    time_t now = time(NULL);
-    struct dirent *de;
-    struct stat st;
-    while ((de = readdir(d)))
-        if (!strncmp(de->d_name, RG_PUBLISH, strlen(RG_PUBLISH)) &&
-            fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
-            now - st.st_mtime > DN_REGISTRY_STALE_SECONDS)
-            unlinkat(dirfd(d), de->d_name, 0); /* a failure only leaves a hidden file */
-    closedir(d);
-}
-
 /* ---- live models ---- */
 
 static void rg_free_live(dn_live *l)
@@ -297,7 +280,8 @@ int dn_registry_open(dn_registry *r, const char *data_dir, const dn_backbone *bb
         rc = dn_file_make_dir(r->dir, data_dir, err);
     if (rc)
         return rc;
-    rg_remove_abandoned(r);
+    /* hidden publish files older than any publish takes were left by a crashed one */
+    dn_file_remove_stale(r->dir, RG_PUBLISH, DN_REGISTRY_STALE_SECONDS);
     r->bb = bb;
     r->keep = keep;
     if (gethostname(r->host, sizeof r->host - 1) != 0 || !r->host[0])
