@@ -108,13 +108,14 @@ test-e2e: $(BUILD)/devnetd
 	DEVNET_DEVNETD=$(abspath $(BUILD)/devnetd) DEVNET_BACKBONE=$${DEVNET_BACKBONE:-$(abspath $(BACKBONE))} \
 	  node tests/e2e/console.test.mjs
 
-# AddressSanitizer + UBSan build in its own directory; a leak report fails the run
-# (criterion forks each test and does not fail on LeakSanitizer output itself).
+# AddressSanitizer + UBSan build in its own directory; a failing test or a sanitizer report
+# fails the run (criterion forks each test and does not fail on LeakSanitizer output itself).
 asan: deps
 	@$(MAKE) --no-print-directory BUILD=build-asan OPT="-O1" SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" all build-asan/test_all build-asan/backbone.safetensors
 	set -o pipefail; ASAN_OPTIONS=detect_leaks=1 LSAN_OPTIONS=suppressions=$(abspath tools/lsan.supp) DEVNET_BACKBONE=$(abspath build-asan/backbone.safetensors) DEVNET_DEVNETD=$(abspath build-asan/devnetd) \
-	  build-asan/test_all --jobs 2 2>&1 | tee build-asan/asan.log; \
-	  if grep -q -E "LeakSanitizer|AddressSanitizer|runtime error" build-asan/asan.log; then echo "asan: sanitizer reports above"; exit 1; fi
+	  build-asan/test_all --jobs 2 2>&1 | tee build-asan/asan.log; failed=$$?; \
+	  if grep -q -E "LeakSanitizer|AddressSanitizer|runtime error" build-asan/asan.log; then echo "asan: sanitizer reports above"; exit 1; fi; \
+	  exit $$failed
 
 # The daemon on 127.0.0.1:8080 with its data in $(DEVNET_DATA). On the first run it trains
 # a model on ../shared/data/mvtec_bottle when that exists (progress in its log lines);

@@ -115,6 +115,11 @@ int dn_graph_validate(const dn_graph *g, dn_error *err)
             return rc;
         if (dn_graph_find(g, g->nodes[i].name) != i)
             return dn_error_set(err, DN_EFORMAT, "node name '%s' is not unique", g->nodes[i].name);
+        /* the graph JSON names the graph's own input "input": a node of that name would
+         * read back as the input itself */
+        if (!strcmp(g->nodes[i].name, DN_GRAPH_INPUT_NAME))
+            return dn_error_set(err, DN_EFORMAT, "node %d is named '%s', which names the graph input", i,
+                                DN_GRAPH_INPUT_NAME);
     }
     return DN_OK;
 }
@@ -168,7 +173,7 @@ static cJSON *node_to_json(const dn_graph *g, const dn_node *n)
     cJSON *ins = cJSON_AddArrayToObject(o, "inputs");
     for (int k = 0; k < (n->op == DN_OP_ADD ? 2 : 1); k++)
         cJSON_AddItemToArray(ins, cJSON_CreateString(n->in[k] == DN_INPUT
-                                                         ? "input"
+                                                         ? DN_GRAPH_INPUT_NAME
                                                          : g->nodes[n->in[k]].name));
     cJSON_AddNumberToObject(o, "cin", n->cin);
     cJSON_AddNumberToObject(o, "cout", n->cout);
@@ -232,8 +237,8 @@ static int node_inputs_from_json(dn_graph *g, dn_node *n, const cJSON *ins, dn_e
         const char *src = cJSON_GetStringValue(cJSON_GetArrayItem(ins, k));
         if (!src)
             return dn_error_set(err, DN_EFORMAT, "node %s: input is not a name", n->name);
-        n->in[k] = strcmp(src, "input") == 0 ? DN_INPUT : dn_graph_find(g, src);
-        if (n->in[k] == -1 && strcmp(src, "input") != 0)
+        n->in[k] = strcmp(src, DN_GRAPH_INPUT_NAME) == 0 ? DN_INPUT : dn_graph_find(g, src);
+        if (n->in[k] == -1 && strcmp(src, DN_GRAPH_INPUT_NAME) != 0)
             return dn_error_set(err, DN_EFORMAT, "node %s: unknown input '%s'", n->name, src);
     }
     return DN_OK;

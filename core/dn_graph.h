@@ -27,6 +27,7 @@ typedef enum dn_act { DN_ACT_NONE = 0, DN_ACT_RELU = 1, DN_ACT_RELU6 = 3 } dn_ac
 typedef enum dn_pad { DN_PAD_SAME = 0, DN_PAD_VALID = 1 } dn_pad;
 
 #define DN_INPUT (-1) /* node input index meaning "the graph input" */
+#define DN_GRAPH_INPUT_NAME "input" /* how the graph JSON names it (no node may) */
 
 typedef struct dn_node {
     char name[DN_MAX_NAME];
