@@ -200,7 +200,7 @@ run_wrk "$max_c" 3 "$tmp/warmup" # builds every worker's extractor, warms the al
 # thread, which on a 2-core machine competes with its 2 workers and can read a round's
 # start late (seen here: 3.3 ms/image with 8.9 ms passes, which two workers cannot do).
 bench_once() {
-  local line ms lat h0 d0 t0 h1 d1 t1 other
+  local line ms lat mlat h0 d0 t0 h1 d1 t1 other
   snap; h0=$snap_host; d0=$snap_daemon; t0=$EPOCHREALTIME
   times > "$tmp/times0"
   "$devnet" bench --size "$size" --threads "$workers" --iters "$bench_iters" --json > "$tmp/bench.out" ||
@@ -219,9 +219,9 @@ bench_once() {
   raw_last=$(awk -v l="$lat" -v w="$workers" 'BEGIN { printf "%.3f", w * 1000 / l }')
   DEVNET_BACKBONE=build/backbone.safetensors "$devnet" bench --model "$model_file" "${bench_images[@]}" \
     --threads "$workers" --iters "$bench_iters" --json > "$tmp/mbench.out" || die "devnet bench --model failed"
-  lat=$(grep '^{' "$tmp/mbench.out" | tail -1 | grep -o '"latency_ms":[0-9.]*' | cut -d: -f2)
-  [ -n "$lat" ] || die "devnet bench --model printed no latency_ms"
-  model_last=$(awk -v l="$lat" -v w="$workers" 'BEGIN { printf "%.3f", w * 1000 / l }')
+  mlat=$(grep '^{' "$tmp/mbench.out" | tail -1 | grep -o '"latency_ms":[0-9.]*' | cut -d: -f2)
+  [ -n "$mlat" ] || die "devnet bench --model printed no latency_ms"
+  model_last=$(awk -v l="$mlat" -v w="$workers" 'BEGIN { printf "%.3f", w * 1000 / l }')
   echo "$ms $lat $other $raw_last $model_last" >> "$tmp/raw"
 }
 # Raw benches and wrk runs alternate: B W B W ... B. Each wrk run is compared with the mean
