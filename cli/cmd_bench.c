@@ -87,9 +87,8 @@ static void *worker_main(void *arg)
     for (int it = -BENCH_WARMUP; it < b->iters; it++) {
         pthread_barrier_wait(&b->start);
         double t0 = now_ms();
-        if (b->failed)
-            ;
-        else if (b->model ? score_once(b, &x, it) : dn_forward_run(&fw, b->input, b->size, b->size, &b->tap, 1, &out))
+        if (!b->failed && (b->model ? score_once(b, &x, it)
+                                    : dn_forward_run(&fw, b->input, b->size, b->size, &b->tap, 1, &out)))
             b->failed = 1;
         double t1 = now_ms();
         if (it >= 0) {

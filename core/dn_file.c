@@ -81,10 +81,21 @@ int dn_file_make_dir(const char *path, const char *parent, dn_error *err)
     return dn_file_sync_dir(parent, err);
 }
 
+int dn_file_sync_parent(const char *path, dn_error *err)
+{
+    const char *slash = strrchr(path, '/');
+    char *dir = slash ? strndup(path, slash == path ? 1 : (size_t)(slash - path)) : strdup(".");
+    if (!dir)
+        return dn_error_set(err, DN_ENOMEM, "no memory for a folder name");
+    int rc = dn_file_sync_dir(dir, err);
+    free(dir);
+    return rc;
+}
+
 int dn_file_write_atomic(const char *path, const void *data, size_t len, dn_error *err)
 {
     size_t cap = strlen(path) + 32;
-    char *tmp = malloc(cap), *dir = NULL;
+    char *tmp = malloc(cap);
     if (!tmp)
         return dn_error_set(err, DN_ENOMEM, "no memory for a temporary name");
     snprintf(tmp, cap, "%s.tmp.%ld", path, (long)getpid());
@@ -96,16 +107,9 @@ int dn_file_write_atomic(const char *path, const void *data, size_t len, dn_erro
         e = errno;
     if (!e && rename(tmp, path) != 0)
         e = errno;
-    int rc = DN_OK;
-    if (e) {
+    int rc = e ? dn_file_io_error(err, e, "cannot write", path) : dn_file_sync_parent(path, err);
+    if (e)
         unlink(tmp);
-        rc = dn_file_io_error(err, e, "cannot write", path);
-    } else {
-        const char *slash = strrchr(path, '/');
-        dir = slash ? strndup(path, slash == path ? 1 : (size_t)(slash - path)) : strdup(".");
-        rc = dir ? dn_file_sync_dir(dir, err) : dn_error_set(err, DN_ENOMEM, "no memory for a folder name");
-    }
-    free(dir);
     free(tmp);
     return rc;
 }

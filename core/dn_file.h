@@ -25,6 +25,8 @@ int dn_file_io_error(dn_error *err, int e, const char *what, const char *path);
 int dn_file_write_all(int fd, const void *p, size_t n);
 /* A creation, rename or link in dir is durable only once dir itself is synced. */
 int dn_file_sync_dir(const char *dir, dn_error *err);
+/* dn_file_sync_dir on the folder that holds path ("." for a bare name). */
+int dn_file_sync_parent(const char *path, dn_error *err);
 /* mkdir that accepts an existing folder; parent is synced either way, since a folder found
  * here may have been made by a process that died before syncing it. */
 int dn_file_make_dir(const char *path, const char *parent, dn_error *err);

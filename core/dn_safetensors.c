@@ -495,18 +495,6 @@ static int st_write_body(const dn_st_writer *w, int fd, const char *json, size_t
     return e;
 }
 
-/* The rename is durable only once the file's folder itself is synced. */
-static int st_sync_dir(dn_error *err, const char *path)
-{
-    const char *slash = strrchr(path, '/');
-    char *dir = slash ? strndup(path, slash == path ? 1 : (size_t)(slash - path)) : strdup(".");
-    if (!dir)
-        return dn_error_set(err, DN_ENOMEM, "no memory for a directory name");
-    int rc = dn_file_sync_dir(dir, err);
-    free(dir);
-    return rc;
-}
-
 static int st_write_atomic(dn_st_writer *w, const char *path, const char *json, size_t padded)
 {
     size_t cap = strlen(path) + 32;
@@ -528,7 +516,7 @@ static int st_write_atomic(dn_st_writer *w, const char *path, const char *json, 
         if (rc)
             unlink(tmp);
         else /* PATH is already replaced: a failure here only means it may not be durable */
-            rc = st_sync_dir(&w->err, path);
+            rc = dn_file_sync_parent(path, &w->err);
     }
     free(tmp);
     return rc;

@@ -531,8 +531,6 @@ Test(config, shipped_file_documents_every_key_as_the_table_does, .init = setup, 
     size_t len;
     char *conf = (char *)dn_test_read_file("configs/devnetd.conf", &len);
     cr_assert_not_null(conf, "run the tests from the repository root");
-    conf = realloc(conf, len + 1);
-    conf[len] = '\0';
     char *usage = usage_text();
     FILE *out = fopen(path, "w");
     cr_assert_not_null(out);

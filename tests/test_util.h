@@ -74,7 +74,8 @@ static inline float dn_test_uniform(uint64_t *s, float lo, float hi)
     return lo + (hi - lo) * (float)(dn_test_rand(s) >> 8) / 16777216.0f;
 }
 
-/* Reads a whole file into a malloc'd buffer; NULL on failure. */
+/* Reads a whole file into a malloc'd buffer with a NUL after its *len bytes (so text files
+ * are C strings); NULL on failure. */
 static inline uint8_t *dn_test_read_file(const char *path, size_t *len)
 {
     FILE *f = fopen(path, "rb");
@@ -83,11 +84,13 @@ static inline uint8_t *dn_test_read_file(const char *path, size_t *len)
     fseek(f, 0, SEEK_END);
     long n = ftell(f);
     fseek(f, 0, SEEK_SET);
-    uint8_t *buf = malloc(n > 0 ? (size_t)n : 1);
+    uint8_t *buf = n < 0 ? NULL : malloc((size_t)n + 1);
     if (buf && fread(buf, 1, (size_t)n, f) != (size_t)n) {
         free(buf);
         buf = NULL;
     }
+    if (buf)
+        buf[n] = '\0';
     fclose(f);
     *len = (size_t)n;
     return buf;
