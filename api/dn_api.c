@@ -112,6 +112,7 @@ cJSON *dn_api_model_json(const dn_model *m)
     cJSON_AddStringToObject(o, "head_type", dn_head_type_name(m->type));
     cJSON_AddStringToObject(o, "mode", m->has_head ? (m->has_bank ? "devnet+normality" : "devnet")
                                                    : "normality-only (no labelled anomalies)");
+    cJSON_AddBoolToObject(o, "defect_classifier", m->has_seg);
     cJSON_AddNumberToObject(o, "input_size", m->size);
     cJSON_AddNumberToObject(o, "threshold", dn_api_round(m->threshold));
     cJSON_AddStringToObject(o, "backbone_sha256", m->backbone_sha256);

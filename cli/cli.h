@@ -45,6 +45,7 @@ void cli_report_skip(void *ctx, const char *path, const char *why);
 typedef struct cli_model_args {
     const char *data, *backbone, *cache;
     long shots;
+    int no_masks; /* --no-masks: train on image labels only, ignoring the anomalies' masks */
     dn_train_opts opts;
 } cli_model_args;
 int cli_model_option(int argc, char **argv, int *i, cli_model_args *m);

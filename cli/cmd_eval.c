@@ -149,6 +149,30 @@ static int score_rest(const eval_ctx *c, const dn_model *m, const int *rest, int
     return rc ? cli_fail("eval", &err) : CLI_OK;
 }
 
+/* Mask cells of the drawn anomalies that have masks (unless --no-masks); NULL without any. */
+static int drawn_mask_cells(const eval_ctx *c, const int *drawn, int k, int grid, float ***out)
+{
+    *out = NULL;
+    if (!c->d.has_masks || c->a->m.no_masks)
+        return CLI_OK;
+    float **cells = calloc((size_t)k, sizeof *cells);
+    int rc = cells ? CLI_OK : CLI_FAIL;
+    for (int i = 0; !rc && i < k; i++) {
+        const char *path = c->d.test[drawn[i]].mask_path;
+        dn_error err;
+        dn_error_clear(&err);
+        if (!path)
+            continue;
+        cells[i] = malloc((size_t)DN_AUGMENTATIONS * grid * grid * sizeof **cells);
+        if (!cells[i])
+            rc = CLI_FAIL;
+        else if (dn_train_mask_cells(path, grid, cells[i], &err))
+            rc = cli_fail(path, &err);
+    }
+    *out = cells;
+    return rc;
+}
+
 static int run_seed(const eval_ctx *c, uint64_t seed, seed_result *r, dn_model *m)
 {
     int k = (int)c->a->m.shots, *drawn = malloc(((size_t)k + 1) * sizeof *drawn);
@@ -164,17 +188,24 @@ static int run_seed(const eval_ctx *c, uint64_t seed, seed_result *r, dn_model *
     dn_feats *anomaly = NULL;
     if (!rc && k)
         rc = cli_features(c->x, paths, k, DN_AUGMENTATIONS, "anomalies x8", &anomaly, NULL);
+    float **cells = NULL;
+    if (!rc && k)
+        rc = drawn_mask_cells(c, drawn, k, anomaly[0].s16.h, &cells);
     dn_train_opts o = c->a->m.opts;
     o.seed = seed;
     double t0 = dn_clock_now();
     if (!rc)
-        rc = dn_train_feats(m, c->train, c->d.n_train, anomaly, k, "eval", &o, c->bb, &err)
+        rc = dn_train_feats(m, c->train, c->d.n_train, anomaly, k, (const float *const *)cells, "eval",
+                            &o, c->bb, &err)
                  ? cli_fail("train", &err)
                  : CLI_OK;
     r->train_s = dn_clock_now() - t0;
     if (!rc)
         rc = score_rest(c, m, rest, n_rest, r);
     dn_feats_free_all(anomaly, k * DN_AUGMENTATIONS);
+    for (int i = 0; cells && i < k; i++)
+        free(cells[i]);
+    free(cells);
     free(drawn);
     free(rest);
     free(paths);

@@ -15,8 +15,8 @@ typedef struct train_args {
     long seed;
 } train_args;
 
-/* Options shared with eval: --data, --shots, --head, --size, --tail, --threshold,
- * --quantile, --cache, --no-cache, --backbone. Returns 1 if argv[*i] was one of them
+/* Options shared with eval: --data, --shots, --head, --size, --tail, --no-masks,
+ * --threshold, --quantile, --cache, --no-cache, --backbone. Returns 1 if argv[*i] was one of them
  * (consuming its value), 0 if not, or -1 on a bad value (after printing why). */
 int cli_model_option(int argc, char **argv, int *i, cli_model_args *m)
 {
@@ -29,6 +29,10 @@ int cli_model_option(int argc, char **argv, int *i, cli_model_args *m)
     }
     if (!strcmp(a, "--tail")) {
         o->tail = 1;
+        return 1;
+    }
+    if (!strcmp(a, "--no-masks")) {
+        m->no_masks = 1;
         return 1;
     }
     if (!v)
@@ -92,8 +96,11 @@ static int parse_train(int argc, char **argv, train_args *a)
 }
 
 /* The labelled anomalies: drawn from the test set (--shots) or listed from a folder. */
-static int anomaly_paths(const train_args *a, const dn_dataset *d, char ***paths, int *n)
+/* The labelled anomalies: the --anomalies folder (no masks), or --shots drawn from the
+ * dataset's test anomalies with their masks where it has them (*masks NULL otherwise). */
+static int anomaly_paths(const train_args *a, const dn_dataset *d, char ***paths, char ***masks, int *n)
 {
+    *masks = NULL;
     dn_error err;
     dn_error_clear(&err);
     if (a->anomalies) {
@@ -109,6 +116,9 @@ static int anomaly_paths(const train_args *a, const dn_dataset *d, char ***paths
                                      : dn_error_set(&err, DN_ENOMEM, "out of memory");
     for (int i = 0; !rc && i < a->m.shots; i++)
         (*paths)[i] = strdup(d->test[drawn[i]].path);
+    if (!rc && d->has_masks && !a->m.no_masks && (*masks = calloc((size_t)a->m.shots + 1, sizeof **masks)))
+        for (int i = 0; i < a->m.shots; i++)
+            (*masks)[i] = d->test[drawn[i]].mask_path ? strdup(d->test[drawn[i]].mask_path) : NULL;
     *n = rc ? 0 : (int)a->m.shots;
     free(drawn);
     free(rest);
@@ -117,12 +127,12 @@ static int anomaly_paths(const train_args *a, const dn_dataset *d, char ***paths
 
 static int train_from(const train_args *a, dn_extractor *x, const dn_dataset *d)
 {
-    char **apaths = NULL, **npaths = malloc(((size_t)d->n_train + 1) * sizeof *npaths);
-    int n_anom = 0, rc = npaths ? anomaly_paths(a, d, &apaths, &n_anom) : CLI_FAIL;
+    char **apaths = NULL, **masks = NULL, **npaths = malloc(((size_t)d->n_train + 1) * sizeof *npaths);
+    int n_anom = 0, rc = npaths ? anomaly_paths(a, d, &apaths, &masks, &n_anom) : CLI_FAIL;
     for (int i = 0; npaths && i < d->n_train; i++)
         npaths[i] = d->train[i].path;
     /* an unreadable training image is skipped with a warning, not the end of training */
-    dn_train_files files = {npaths, d->n_train, apaths, n_anom, cli_report_skip, 0, 0};
+    dn_train_files files = {npaths, d->n_train, apaths, n_anom, cli_report_skip, 0, 0, masks};
     dn_model m;
     dn_model_init(&m);
     dn_error err;
@@ -136,6 +146,9 @@ static int train_from(const train_args *a, dn_extractor *x, const dn_dataset *d)
                dn_head_type_name(m.type), files.kept_normal, files.kept_anomaly, m.threshold);
     dn_model_free(&m);
     dn_paths_free(apaths, n_anom);
+    for (int i = 0; masks && i < n_anom; i++)
+        free(masks[i]);
+    free(masks);
     free(npaths);
     return rc;
 }

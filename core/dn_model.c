@@ -36,6 +36,7 @@ void dn_model_free(dn_model *m)
     dn_head_free(&m->head);
     dn_tail_free(&m->tail);
     dn_bank_free(&m->bank);
+    dn_seg_free(&m->seg);
     free(m->cal_scores);
     dn_error saved = m->err;
     dn_model_init(m);
@@ -57,6 +58,7 @@ void dn_raw_free(dn_raw *r)
 {
     free(r->head_patches);
     free(r->bank_patches);
+    free(r->seg_patches);
     memset(r, 0, sizeof *r);
 }
 
@@ -118,11 +120,22 @@ static int raw_bank(const dn_model *m, const dn_feats *f, dn_raw *r, dn_error *e
     r->w16 = f->s16.w;
     float *desc = malloc((size_t)n * dim * sizeof *desc);
     r->bank_patches = malloc((size_t)n * sizeof(float));
-    int rc = desc && r->bank_patches ? DN_OK : dn_error_set(err, DN_ENOMEM, "out of memory scoring");
+    r->seg_patches = m->has_seg ? malloc((size_t)n * sizeof(float)) : NULL;
+    int rc = desc && r->bank_patches && (r->seg_patches || !m->has_seg)
+                 ? DN_OK
+                 : dn_error_set(err, DN_ENOMEM, "out of memory scoring");
     if (!rc)
         rc = dn_patch_descriptors(&f->s8, &f->s16, desc, err);
     if (!rc)
         rc = dn_bank_nearest(&m->bank, desc, n, r->bank_patches, NULL, err);
+    float *in = !rc && m->has_seg ? malloc((size_t)n * 2 * dim * sizeof *in) : NULL;
+    if (!rc && m->has_seg && !in)
+        rc = dn_error_set(err, DN_ENOMEM, "out of memory scoring");
+    if (!rc && m->has_seg) {
+        dn_seg_inputs(desc, n, dim, in);
+        dn_seg_scores(&m->seg, in, n, r->seg_patches);
+    }
+    free(in);
     free(desc);
     if (!rc)
         r->bank = topk_mean(r->bank_patches, n);
@@ -158,10 +171,16 @@ float dn_model_fuse(const dn_model *m, const dn_raw *r, float *head_z, float *ba
     return standardise(m->w_head * zh + m->w_bank * zb, m->img_fused);
 }
 
+float dn_model_patch_sum(const dn_model *m, float bank, float seg)
+{
+    return standardise(bank, m->patch_bank) + standardise(seg, m->patch_seg);
+}
+
 /* The patch map on the stride-16 grid, standardised by held-out normal patch statistics:
  * the normality branch's where the model has one (it localises far better than the
  * DevNet head: pooled pixel AUROC 0.979 against 0.940 and 0.953 fused on mvtec_bottle,
- * docs/ACCURACY.md), else the head's, upsampled from its coarser grid. */
+ * docs/ACCURACY.md), plus the defect classifier's where the model has one, else the
+ * head's, upsampled from its coarser grid. */
 static int patch_map(const dn_model *m, const dn_raw *r, dn_score *s, dn_error *err)
 {
     int n = r->h16 * r->w16;
@@ -180,7 +199,9 @@ static int patch_map(const dn_model *m, const dn_raw *r, dn_score *s, dn_error *
             return rc;
     }
     for (int i = 0; m->has_bank && i < n; i++)
-        s->patches[i] = standardise(r->bank_patches[i], m->patch_bank);
+        s->patches[i] = m->has_seg ? standardise(dn_model_patch_sum(m, r->bank_patches[i], r->seg_patches[i]),
+                                                 m->patch_sum)
+                                   : standardise(r->bank_patches[i], m->patch_bank);
     return DN_OK;
 }
 
@@ -249,6 +270,11 @@ static char *model_json(const dn_model *m)
     cJSON_AddItemToObject(o, "img_fused", stat_json(m->img_fused));
     cJSON_AddItemToObject(o, "patch_head", stat_json(m->patch_head));
     cJSON_AddItemToObject(o, "patch_bank", stat_json(m->patch_bank));
+    cJSON_AddBoolToObject(o, "defect_classifier", m->has_seg);
+    if (m->has_seg) {
+        cJSON_AddItemToObject(o, "patch_seg", stat_json(m->patch_seg));
+        cJSON_AddItemToObject(o, "patch_sum", stat_json(m->patch_sum));
+    }
     char *s = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);
     return s;
@@ -271,6 +297,9 @@ int dn_model_save(const dn_model *m, const char *path, dn_error *err)
         rc = dn_st_writer_add(&w, "head", 1, hshape, m->head.w);
     if (!rc && m->has_bank)
         rc = dn_st_writer_add(&w, "bank", 2, bshape, m->bank.x);
+    int64_t sshape[1] = {m->seg.dim + 1};
+    if (!rc && m->has_seg)
+        rc = dn_st_writer_add(&w, "seg", 1, sshape, m->seg.w);
     int64_t tshape[1] = {(int64_t)m->tail.n_params};
     if (!rc && m->has_tail)
         rc = dn_st_writer_add(&w, "tail", 1, tshape, m->tail.params);
@@ -314,8 +343,28 @@ static int parse_model_json(dn_model *m, const char *text)
               read_stat(o, "patch_bank", &m->patch_bank);
     m->size = bad ? 0 : (int)size; /* converting a float beyond int's range is undefined */
     m->has_tail = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "tail"));
+    m->has_seg = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "defect_classifier"));
+    bad = bad || (m->has_seg && (read_stat(o, "patch_seg", &m->patch_seg) ||
+                                 read_stat(o, "patch_sum", &m->patch_sum)));
     cJSON_Delete(o);
     return bad ? dn_error_set(&m->err, DN_EFORMAT, "model metadata is incomplete or not finite") : DN_OK;
+}
+
+/* The defect classifier reads the bank's descriptors: its weights must match them. */
+static int load_seg(dn_model *m, const dn_st_tensor *seg)
+{
+    if (!m->has_bank || !seg || seg->ndim != 1 || seg->count != 2 * (size_t)m->bank.dim + 1)
+        return dn_error_set(&m->err, DN_EFORMAT, "model has a defect classifier but %s",
+                            m->has_bank ? "no seg tensor of twice the bank's dimension + 1"
+                                        : "no memory bank to read descriptors for it");
+    for (size_t i = 0; i < seg->count; i++)
+        if (!isfinite(seg->data[i]))
+            return dn_error_set(&m->err, DN_EFORMAT, "model's defect classifier has non-finite weights");
+    m->seg.dim = 2 * m->bank.dim;
+    if (!(m->seg.w = malloc(seg->count * sizeof(float))))
+        return dn_error_set(&m->err, DN_ENOMEM, "out of memory loading the model");
+    memcpy(m->seg.w, seg->data, seg->count * sizeof(float));
+    return DN_OK;
 }
 
 static int load_tensors(dn_model *m, const dn_safetensors *st, const dn_backbone *bb)
@@ -344,6 +393,8 @@ static int load_tensors(dn_model *m, const dn_safetensors *st, const dn_backbone
     }
     if (m->has_bank)
         rc = dn_bank_from(&m->bank, bank->data, (int)bank->shape[0], (int)bank->shape[1], &m->err);
+    if (!rc && m->has_seg)
+        rc = load_seg(m, dn_st_find(st, "seg"));
     const dn_st_tensor *tail = dn_st_find(st, "tail");
     if (!rc && m->has_tail && (!bb || !tail || tail->ndim != 1))
         rc = dn_error_set(&m->err, DN_EFORMAT, "model has a fine-tuned tail but %s",

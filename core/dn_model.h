@@ -6,6 +6,9 @@
  *              bank of [stride-8, stride-16] descriptors (works with zero anomalies);
  *   fusion     both: each branch's image score is standardised on held-out normals, the
  *              weighted sum is standardised again, so the output stays in sigma units.
+ * A fusion model trained on anomalies with pixel masks also has a defect classifier
+ * (dn_seg.h) whose patch map is added to the normality branch's: it sharpens the heatmap
+ * and the top patches, not the image score.
  * Every score the model gives is in sigma units of held-out normal images: a normal
  * image scores around 0, "7.3" means 7.3 standard deviations above normal. */
 #ifndef DN_MODEL_H
@@ -14,6 +17,7 @@
 #include "dn_features.h"
 #include "dn_head.h"
 #include "dn_normality.h"
+#include "dn_seg.h"
 #include "dn_tail.h"
 
 #define DN_MODEL_FORMAT "devnet-model"
@@ -30,12 +34,14 @@ typedef struct dn_stat {
 typedef struct dn_model {
     dn_head_type type;
     int size;            /* backbone input size */
-    int has_head, has_bank, has_tail;
+    int has_head, has_bank, has_tail, has_seg;
     dn_head head;
     dn_tail tail;        /* fine-tuned backbone tail under the head (has_tail) */
     dn_bank bank;
+    dn_seg seg;          /* defect classifier on the bank's descriptors (has_seg) */
     dn_stat img_head, img_bank, img_fused;   /* image scores of held-out normals */
-    dn_stat patch_head, patch_bank;          /* patch scores of held-out normals */
+    dn_stat patch_head, patch_bank, patch_seg; /* patch scores of held-out normals */
+    dn_stat patch_sum;   /* of standardised bank + seg patch scores (has_seg) */
     float w_head, w_bank;                    /* fusion weights on the standardised scores */
     float threshold;                         /* decision threshold, sigma units */
     float map_lo, map_hi;                    /* heatmap range, fused patch units */
@@ -71,6 +77,7 @@ typedef struct dn_raw {
     float head, bank;          /* image scores */
     float *head_patches;       /* final grid, |s_p| */
     float *bank_patches;       /* stride-16 grid, nearest-neighbour distances */
+    float *seg_patches;        /* stride-16 grid, defect classifier logits (has_seg) */
     int hf, wf, h16, w16;
 } dn_raw;
 
@@ -79,6 +86,9 @@ void dn_raw_free(dn_raw *r);
 int dn_model_raw(const dn_model *m, const dn_feats *f, dn_raw *r, dn_error *err);
 /* Standardised fused score of raw outputs (sigma units). */
 float dn_model_fuse(const dn_model *m, const dn_raw *r, float *head_z, float *bank_z);
+/* A patch's standardised normality distance plus its standardised defect logit (has_seg),
+ * before the final standardisation by patch_sum. */
+float dn_model_patch_sum(const dn_model *m, float bank, float seg);
 /* Scores one image's features: score, p-value, verdict, patch map, top patches. */
 int dn_model_score(const dn_model *m, const dn_feats *f, dn_score *s, dn_error *err);
 /* Whether scoring reads only the mid-level maps (a model without a head): the forward

@@ -1,6 +1,7 @@
 #include "dn_train.h"
 
 #include "dn_clock.h"
+#include "dn_image.h"
 #include "dn_limits.h"
 #include "dn_metrics.h"
 #include "dn_rng.h"
@@ -83,8 +84,6 @@ static int build_bank(dn_model *m, const dn_train_set *set, const int *fit, int 
     return rc;
 }
 
-/* Trains the head branch of hm (the head, and the backbone's tail under it when o->tail)
- * on the fit normals and every labelled anomaly but `left_out` (-1: all). */
 /* Trains a head on the fit normals and the labelled anomalies, leaving out those of fold
  * `fold` (anomaly a is in fold a % n_folds; n_folds 0 leaves none out). */
 static int fit_head(dn_model *hm, const dn_backbone *bb, const dn_train_set *set, const int *fit,
@@ -138,6 +137,101 @@ static int train_head(dn_model *m, const dn_backbone *bb, const dn_train_set *se
     return rc;
 }
 
+/* Rows for the defect classifier: every stride-16 patch of every masked anomaly copy,
+ * labelled with the share of it inside the mask (soft labels: a patch on a defect's edge
+ * counts for what it holds; hard labels at 0.5 gave the same pooled pixel AUROC on
+ * magnetic_tile but per-image localisation 0.905 instead of 0.921), then patches of the
+ * fit normals (label 0), evenly spread, up to DN_SEG_MAX_NEGATIVES. With x NULL it only
+ * counts. */
+typedef struct seg_rows {
+    float *x, *y;
+    size_t n;
+    double defect; /* sum of y: the defect area, in patches */
+    int dim;
+} seg_rows;
+
+static void seg_row(seg_rows *r, const float *desc, float defect)
+{
+    if (r->x) {
+        memcpy(r->x + r->n * r->dim, desc, (size_t)r->dim * sizeof *r->x);
+        r->y[r->n] = defect;
+    }
+    r->n++;
+    r->defect += defect;
+}
+
+static int collect_seg_rows(const dn_train_set *set, const int *fit, int n_fit, seg_rows *r, dn_error *err)
+{
+    const dn_feats *f0 = set->normal[fit[0]];
+    int per = f0->s16.h * f0->s16.w, rc = DN_OK;
+    size_t stride = ((size_t)n_fit * per + DN_SEG_MAX_NEGATIVES - 1) / DN_SEG_MAX_NEGATIVES;
+    int bdim = r->dim / 2;
+    float *desc = malloc((size_t)per * r->dim * sizeof *desc), *bd = malloc((size_t)per * bdim * sizeof *bd);
+    if (!desc || !bd) {
+        free(desc), free(bd);
+        return dn_error_set(err, DN_ENOMEM, "out of memory for the defect classifier");
+    }
+    r->n = 0;
+    r->defect = 0;
+    for (int a = 0; a < set->n_anomaly * set->n_aug && !rc; a++) {
+        const float *cells = set->anomaly_cells[a / set->n_aug];
+        const dn_feats *f = set->anomaly[a];
+        if (!cells)
+            continue;
+        rc = f->s16.h * f->s16.w == per ? dn_patch_descriptors(&f->s8, &f->s16, bd, err)
+                                        : dn_error_set(err, DN_EINVAL, "features of different sizes in one training set");
+        if (!rc)
+            dn_seg_inputs(bd, per, bdim, desc);
+        cells += (size_t)(a % set->n_aug) * per;
+        for (int p = 0; !rc && p < per; p++)
+            seg_row(r, desc + (size_t)p * r->dim, cells[p]);
+    }
+    int described = -1; /* the fit normal whose descriptors desc holds */
+    for (size_t g = 0; !rc && g < (size_t)n_fit * per; g += stride) {
+        int img = (int)(g / per);
+        const dn_feats *f = set->normal[fit[img]];
+        if (r->x && img != described && !(rc = dn_patch_descriptors(&f->s8, &f->s16, bd, err)))
+            dn_seg_inputs(bd, per, bdim, desc);
+        described = img;
+        if (!rc)
+            seg_row(r, desc + (g % per) * r->dim, 0);
+    }
+    free(desc);
+    free(bd);
+    return rc;
+}
+
+/* The defect classifier of a fusion model whose labelled anomalies have masks with
+ * enough defect patches; without them the model has none. */
+static int train_seg(dn_model *m, const dn_train_set *set, const int *fit, int n_fit,
+                     const dn_train_opts *o, dn_error *err)
+{
+    m->has_seg = 0;
+    if (m->type != DN_HEAD_FUSION || !m->has_bank || !set->anomaly_cells)
+        return DN_OK;
+    seg_rows r = {NULL, NULL, 0, 0, 2 * m->bank.dim};
+    int rc = collect_seg_rows(set, fit, n_fit, &r, err);
+    if (rc || r.defect < DN_SEG_MIN_DEFECT)
+        return rc;
+    size_t n = r.n;
+    r.x = malloc(n * r.dim * sizeof *r.x);
+    r.y = malloc(n * sizeof *r.y);
+    rc = r.x && r.y ? collect_seg_rows(set, fit, n_fit, &r, err)
+                    : dn_error_set(err, DN_ENOMEM, "out of memory for the defect classifier");
+    dn_seg_opts so;
+    dn_seg_opts_default(&so);
+    so.deadline = o->deadline;
+    so.cancel = o->cancel;
+    progress(o, "defect classifier", 0, 1);
+    if (!rc)
+        rc = dn_seg_train(&m->seg, r.x, r.y, r.n, r.dim, &so, err);
+    progress(o, "defect classifier", 1, 1);
+    m->has_seg = !rc;
+    free(r.x);
+    free(r.y);
+    return rc;
+}
+
 static dn_stat stat_of(const float *v, size_t n)
 {
     double mu = dn_average(v, n), sd = dn_std(v, n);
@@ -184,7 +278,6 @@ static int head_score(const dn_model *hm, const dn_feats *f, float *out, dn_erro
     return rc;
 }
 
-/* Standardised head score of an anomaly under hm, by hm's own held-out scores. */
 /* The head's score of fa, standardised by its scores of the held-out normals (st). */
 static int head_z(const dn_model *hm, const dn_stat *st, const dn_feats *fa, float *z, dn_error *err)
 {
@@ -301,6 +394,15 @@ static int patch_stats(dn_model *m, const calib *c, dn_error *err)
     }
     m->patch_head = m->has_head ? stat_of(ph, nh) : (dn_stat){0, 1};
     m->patch_bank = m->has_bank ? stat_of(pb, nb) : (dn_stat){0, 1};
+    if (m->has_seg) {
+        for (int i = 0; i < c->n; i++)
+            memcpy(pb + i * per_b, c->raw[i].seg_patches, per_b * sizeof *pb);
+        m->patch_seg = stat_of(pb, nb);
+        for (int i = 0; i < c->n; i++)
+            for (size_t p = 0; p < per_b; p++)
+                pb[i * per_b + p] = dn_model_patch_sum(m, c->raw[i].bank_patches[p], c->raw[i].seg_patches[p]);
+        m->patch_sum = stat_of(pb, nb);
+    }
     free(ph);
     free(pb);
     return DN_OK;
@@ -439,6 +541,8 @@ int dn_train(dn_model *m, const dn_train_set *set, const dn_train_opts *opts, co
         rc = build_bank(m, set, fit, n_fit, o, err);
     if (!rc && m->has_head && !(rc = within_budget(o, "the head", err)))
         rc = train_head(m, bb, set, fit, n_fit, o, err);
+    if (!rc && !(rc = within_budget(o, "the defect classifier", err)))
+        rc = train_seg(m, set, fit, n_fit, o, err);
     if (!rc)
         rc = calibrate_branches(m, set, hold, n_hold, &c, err);
     if (!rc)
@@ -483,14 +587,14 @@ static const dn_feats **pointers(const dn_feats *f, int n)
 }
 
 int dn_train_feats(dn_model *m, const dn_feats *normal, int n_normal, const dn_feats *anomaly,
-                   int n_anomaly, const char *hash, const dn_train_opts *o, const dn_backbone *bb,
-                   dn_error *err)
+                   int n_anomaly, const float *const *cells, const char *hash,
+                   const dn_train_opts *o, const dn_backbone *bb, dn_error *err)
 {
     const dn_feats **np = pointers(normal, n_normal);
     const dn_feats **ap = pointers(anomaly, n_anomaly * DN_AUGMENTATIONS);
     int rc = np && ap ? DN_OK : dn_error_set(err, DN_ENOMEM, "out of memory");
     if (!rc) {
-        dn_train_set set = {np, n_normal, ap, n_anomaly, DN_AUGMENTATIONS, ""};
+        dn_train_set set = {np, n_normal, ap, n_anomaly, DN_AUGMENTATIONS, "", cells};
         snprintf(set.hash, sizeof set.hash, "%s", hash);
         rc = dn_train(m, &set, o, bb, err);
     }
@@ -499,15 +603,58 @@ int dn_train_feats(dn_model *m, const dn_feats *normal, int n_normal, const dn_f
     return rc;
 }
 
-/* Features of one list of files (the skipped ones reported), then the budget check. */
+int dn_train_mask_cells(const char *mask_path, int grid, float *out, dn_error *err)
+{
+    dn_image mask;
+    dn_image_init(&mask);
+    int rc = dn_image_load(&mask, mask_path, NULL, err);
+    if (!rc)
+        rc = dn_seg_mask_cells(&mask, grid, grid, out, err);
+    dn_image_free(&mask);
+    for (int aug = 1; !rc && aug < DN_AUGMENTATIONS; aug++)
+        dn_dihedral(out, grid, 1, aug, out + (size_t)aug * grid * grid);
+    return rc;
+}
+
+/* Watches the anomaly list through dn_extractor_files, whose callbacks share one
+ * context: remembers which files it left out (it reports paths[i] itself) and forwards
+ * both callbacks to the caller's. */
+typedef struct file_watch {
+    const dn_train_files *files;
+    const dn_train_opts *o;
+    char *const *paths;
+    int n;
+    uint8_t *gone;
+} file_watch;
+
+static void watch_skip(void *ctx, const char *path, const char *why)
+{
+    file_watch *w = ctx;
+    for (int i = 0; w->gone && i < w->n; i++)
+        if (w->paths[i] == path)
+            w->gone[i] = 1;
+    if (w->files->skipped)
+        w->files->skipped(w->o->ctx, path, why);
+}
+
+static void watch_progress(void *ctx, const char *stage, int done, int total)
+{
+    file_watch *w = ctx;
+    if (w->o->progress)
+        w->o->progress(w->o->ctx, stage, done, total);
+}
+
+/* Features of one list of files (the skipped ones reported and, with gone, marked), then
+ * the budget check. */
 static int files_features(dn_extractor *x, char *const *paths, int n, int n_aug, const char *stage,
                           const dn_train_files *files, const dn_train_opts *o, dn_feats **out,
-                          char (*sha)[65], int *kept, dn_error *err)
+                          char (*sha)[65], int *kept, uint8_t *gone, dn_error *err)
 {
     *kept = 0;
     if (!n)
         return DN_OK;
-    dn_files_opts fo = {n_aug, 1, stage, o->progress, files->skipped, o->ctx};
+    file_watch w = {files, o, paths, n, gone};
+    dn_files_opts fo = {n_aug, 1, stage, watch_progress, watch_skip, &w};
     if (dn_extractor_files(x, paths, n, &fo, out, sha, kept)) {
         *err = x->err;
         return err->code;
@@ -515,27 +662,70 @@ static int files_features(dn_extractor *x, char *const *paths, int n, int n_aug,
     return o->cancel && *o->cancel ? dn_error_set(err, DN_ETIMEDOUT, "cancelled reading features") : DN_OK;
 }
 
+/* The mask cells of the kept anomalies (those not gone), grid x grid per copy; an
+ * unreadable mask is reported like an unreadable image and that anomaly trains without
+ * one. *cells stays NULL when no anomaly has a mask. */
+static int mask_cells(const dn_train_files *files, const dn_train_opts *o, const uint8_t *gone,
+                      int grid, float ***cells, dn_error *err)
+{
+    *cells = NULL;
+    if (!files->anomaly_mask)
+        return DN_OK;
+    size_t per = (size_t)DN_AUGMENTATIONS * grid * grid;
+    float **c = calloc((size_t)files->n_anomaly + 1, sizeof *c);
+    if (!c)
+        return dn_error_set(err, DN_ENOMEM, "out of memory for the masks");
+    for (int i = 0, k = 0; i < files->n_anomaly; i++) {
+        if (gone[i])
+            continue;
+        const char *path = files->anomaly_mask[i];
+        dn_error merr;
+        dn_error_clear(&merr);
+        if (path && !(c[k] = malloc(per * sizeof **c))) {
+            *cells = c; /* the caller frees what was made */
+            return dn_error_set(err, DN_ENOMEM, "out of memory for the masks");
+        }
+        if (path && dn_train_mask_cells(path, grid, c[k], &merr)) {
+            free(c[k]);
+            c[k] = NULL;
+            if (files->skipped)
+                files->skipped(o->ctx, path, merr.msg);
+        }
+        k++;
+    }
+    *cells = c;
+    return DN_OK;
+}
+
 int dn_train_from_files(dn_model *m, dn_extractor *x, dn_train_files *files, const dn_train_opts *o,
                         dn_error *err)
 {
     int nn = files->n_normal, na = files->n_anomaly;
     char (*sha)[65] = calloc((size_t)nn + na + 1, sizeof *sha);
+    uint8_t *gone = calloc((size_t)na + 1, 1);
     dn_feats *normal = NULL, *anomaly = NULL;
-    int rc = sha ? DN_OK : dn_error_set(err, DN_ENOMEM, "out of memory");
+    float **cells = NULL;
+    int rc = sha && gone ? DN_OK : dn_error_set(err, DN_ENOMEM, "out of memory");
     if (!rc)
         rc = files_features(x, files->normal, nn, 1, "normal images", files, o, &normal, sha,
-                            &files->kept_normal, err);
+                            &files->kept_normal, NULL, err);
     if (!rc)
         rc = files_features(x, files->anomaly, na, DN_AUGMENTATIONS, "anomalies x8", files, o,
-                            &anomaly, sha + files->kept_normal, &files->kept_anomaly, err);
+                            &anomaly, sha + files->kept_normal, &files->kept_anomaly, gone, err);
     int kn = files->kept_normal, ka = files->kept_anomaly;
+    if (!rc && ka)
+        rc = mask_cells(files, o, gone, anomaly[0].s16.h, &cells, err);
     if (!rc) {
         char hash[65];
         dn_train_set_hash(sha, kn + ka, hash);
-        rc = dn_train_feats(m, normal, kn, anomaly, ka, hash, o, x->bb, err);
+        rc = dn_train_feats(m, normal, kn, anomaly, ka, (const float *const *)cells, hash, o, x->bb, err);
     }
+    for (int i = 0; cells && i < ka; i++)
+        free(cells[i]);
+    free(cells);
     dn_feats_free_all(normal, kn);
     dn_feats_free_all(anomaly, ka * DN_AUGMENTATIONS);
     free(sha);
+    free(gone);
     return rc;
 }

@@ -24,6 +24,10 @@ typedef struct dn_train_set {
     int n_anomaly;                  /* images, not copies */
     int n_aug;
     char hash[65]; /* identifies the training images (sha256 over their content hashes) */
+    /* may be NULL: per labelled anomaly, NULL when it has no pixel mask, else n_aug grids
+     * of its defect share per stride-16 cell (dn_train_mask_cells), one per copy. A fusion
+     * model trains its defect classifier (dn_seg.h) on them. */
+    const float *const *anomaly_cells;
 } dn_train_set;
 
 typedef struct dn_train_opts {
@@ -60,8 +64,13 @@ void dn_train_set_hash(char (*sha)[65], int n, char out[65]);
  * DN_AUGMENTATIONS] (each labelled anomaly's rotations/flips, aug 0 first); hash names the
  * training set. */
 int dn_train_feats(dn_model *m, const dn_feats *normal, int n_normal, const dn_feats *anomaly,
-                   int n_anomaly, const char *hash, const dn_train_opts *o, const dn_backbone *bb,
-                   dn_error *err);
+                   int n_anomaly, const float *const *cells, const char *hash,
+                   const dn_train_opts *o, const dn_backbone *bb, dn_error *err);
+
+/* The defect share of each cell of the grid x grid patch grid of a square input, for a
+ * pixel mask file (white = defect, the size of its image) under each of the
+ * DN_AUGMENTATIONS rotations/flips: out[aug * grid * grid + cell]. */
+int dn_train_mask_cells(const char *mask_path, int grid, float *out, dn_error *err);
 
 /* Image files to train on. */
 typedef struct dn_train_files {
@@ -72,6 +81,7 @@ typedef struct dn_train_files {
     /* an unreadable image is left out and reported here (may be NULL) */
     void (*skipped)(void *ctx, const char *path, const char *why);
     int kept_normal, kept_anomaly; /* out: images actually used */
+    char *const *anomaly_mask; /* may be NULL: each anomaly's pixel mask file or NULL */
 } dn_train_files;
 
 /* Reads the files' features through x (and its cache), then dn_train. Progress goes

@@ -89,6 +89,7 @@ typedef struct job_data {
     char **base;      /* configured normal images */
     int n_base;
     char **fb_normal, **fb_anomaly;
+    char **fb_mask; /* per feedback anomaly: its mask, or NULL */
     int n_fb_normal, n_fb_anomaly;
     char **normal, **check; /* normals to train on, and held out to check the model */
     int n_normal, n_check;
@@ -100,6 +101,8 @@ static void job_data_free(job_data *d)
     dn_paths_free(d->base, d->n_base);
     dn_paths_free(d->fb_normal, d->n_fb_normal);
     dn_paths_free(d->fb_anomaly, d->n_fb_anomaly);
+    if (d->fb_mask)
+        dn_paths_free(d->fb_mask, d->n_fb_anomaly);
     free(d->normal);
     free(d->check);
 }
@@ -151,6 +154,8 @@ static int gather(dn_retrain *r, job_data *d, dn_error *err)
         rc = dn_store_list(r->store, 0, &d->fb_normal, &d->n_fb_normal, err);
     if (!rc)
         rc = dn_store_list(r->store, 1, &d->fb_anomaly, &d->n_fb_anomaly, err);
+    if (!rc)
+        rc = dn_store_masks(r->store, d->fb_anomaly, d->n_fb_anomaly, &d->fb_mask, err);
     return rc ? rc : split(d, err);
 }
 
@@ -237,6 +242,7 @@ static void record_result(dn_retrain *r, dn_job *j, const dn_model *m, const dn_
     j->has_result = 1;
     snprintf(j->head, sizeof j->head, "%s", dn_head_type_name(m->type));
     j->tail = m->has_tail;
+    j->defect_classifier = m->has_seg;
     j->normals = files->kept_normal;
     j->anomalies = files->kept_anomaly;
     j->seconds = seconds;
@@ -263,7 +269,7 @@ static int train_job(dn_retrain *r, dn_job *j, dn_error *err)
     int have_x = !rc && !dn_extractor_init(&x, r->bb, o.size, cache);
     if (!rc && !have_x)
         rc = dn_error_set(err, x.err.code, "%s", x.err.msg);
-    dn_train_files files = {d.normal, d.n_normal, d.fb_anomaly, d.n_fb_anomaly, report_skip, 0, 0};
+    dn_train_files files = {d.normal, d.n_normal, d.fb_anomaly, d.n_fb_anomaly, report_skip, 0, 0, d.fb_mask};
     if (!rc)
         rc = dn_train_from_files(&m, &x, &files, &o, err);
     if (!rc)
@@ -432,6 +438,7 @@ static cJSON *job_json(const dn_retrain *r, const dn_job *j)
         cJSON *t = cJSON_AddObjectToObject(o, "trained");
         cJSON_AddStringToObject(t, "head", j->head);
         cJSON_AddBoolToObject(t, "tail", j->tail);
+        cJSON_AddBoolToObject(t, "defect_classifier", j->defect_classifier);
         cJSON_AddNumberToObject(t, "normals", j->normals);
         cJSON_AddNumberToObject(t, "anomalies", j->anomalies);
         cJSON_AddNumberToObject(t, "seconds", round(j->seconds * 1000) / 1000);

@@ -357,13 +357,32 @@ int dn_store_list(dn_store *s, int is_anomaly, char ***paths, int *n, dn_error *
     return rc;
 }
 
+int dn_store_masks(dn_store *s, char *const *paths, int n, char ***masks, dn_error *err)
+{
+    *masks = calloc((size_t)n + 1, sizeof **masks);
+    if (!*masks)
+        return dn_error_set(err, DN_ENOMEM, "out of memory listing masks");
+    for (int i = 0; i < n; i++) {
+        const char *base = strrchr(paths[i], '/') ? strrchr(paths[i], '/') + 1 : paths[i];
+        char id[DN_STORE_MAX_PATH], folder[DN_STORE_MAX_PATH], path[DN_STORE_MAX_PATH];
+        snprintf(id, sizeof id, "%.*s", (int)strcspn(base, "."), base);
+        st_mask_path(s, id, folder, path);
+        if (access(path, F_OK) == 0 && !((*masks)[i] = strdup(path))) {
+            dn_paths_free(*masks, n);
+            *masks = NULL;
+            return dn_error_set(err, DN_ENOMEM, "out of memory listing masks");
+        }
+    }
+    return DN_OK;
+}
+
 int dn_store_fingerprint(dn_store *s, char out[65], dn_error *err)
 {
     dn_sha256 ctx;
     dn_sha256_init(&ctx);
     int rc = DN_OK;
-    for (int is_anomaly = 1; is_anomaly >= 0 && !rc; is_anomaly--) {
-        const char *label = st_label(is_anomaly);
+    for (int f = 0; f < 3 && !rc; f++) {
+        const char *label = st_folders[f];
         char **names;
         int n;
         rc = st_names(s, label, &names, &n, err);

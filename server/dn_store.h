@@ -65,9 +65,15 @@ int dn_store_put(dn_store *s, const unsigned char *img, size_t len, int is_anoma
  * images stored by other processes are seen. *n may be 0; on failure *paths is NULL. */
 int dn_store_list(dn_store *s, int is_anomaly, char ***paths, int *n, dn_error *err);
 
-/* sha256 (hex) over the sorted names of both label folders ("anomaly/<name>\n" then
- * "normal/<name>\n" lines): it changes when an image is added or relabelled, by any
- * process, and not on a duplicate. Masks are not part of it (training does not read them). */
+/* For each stored image path (from dn_store_list), the path of its mask, or NULL
+ * without one: malloc'd, free with dn_paths_free(*masks, n). */
+int dn_store_masks(dn_store *s, char *const *paths, int n, char ***masks, dn_error *err);
+
+/* sha256 (hex) over the sorted names of both label folders and of the masks
+ * ("anomaly/<name>\n", "normal/<name>\n" then "masks/<name>\n" lines): it changes when an
+ * image is added or relabelled or a mask added, by any process, and not on a duplicate.
+ * A mask replaced by another for the same image keeps the name: the next retrain reads
+ * it, but it does not start one. */
 int dn_store_fingerprint(dn_store *s, char out[65], dn_error *err);
 
 int dn_store_count(dn_store *s, int *n_anomaly, int *n_normal, dn_error *err);

@@ -344,6 +344,28 @@ static char *feedback(const fixture *f, const char *rel, const char *label, cons
     return job;
 }
 
+/* Feedback as JSON with a base64 image and mask: 202 expected. */
+static void feedback_with_mask(const fixture *f, const char *rel, const char *mask_rel, const char *auth)
+{
+    size_t n, nm;
+    uint8_t *img = read_image(f, rel, &n), *mask = read_image(f, mask_rel, &nm);
+    char *b_img = malloc(dn_base64_encoded_len(n) + 1), *b_mask = malloc(dn_base64_encoded_len(nm) + 1);
+    dn_base64_encode(img, n, b_img);
+    dn_base64_encode(mask, nm, b_mask);
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "image", b_img);
+    cJSON_AddStringToObject(o, "label", "anomaly");
+    cJSON_AddStringToObject(o, "mask", b_mask);
+    char *body = cJSON_PrintUnformatted(o), headers[256];
+    snprintf(headers, sizeof headers, "Content-Type: application/json\r\n%s", auth);
+    http_answer a;
+    cr_assert_eq(post(f, "/feedback", headers, body, strlen(body), &a), 0);
+    cJSON_Delete(expect_json(&a, 202));
+    http_answer_free(&a);
+    cJSON_Delete(o);
+    free(body), free(b_img), free(b_mask), free(img), free(mask);
+}
+
 Test(devnetd, feedback_needs_the_key_retrains_and_swaps)
 {
     REQUIRE_SERVICE_INPUTS();
@@ -356,6 +378,8 @@ Test(devnetd, feedback_needs_the_key_retrains_and_swaps)
     int dup = -1;
     free(feedback(&f, "test/broken_large/000.png", "anomaly", auth, 202, &dup));
     cr_expect_eq(dup, 0);
+    /* the same image with its mask: stored beside it, and the retrain learns from it */
+    feedback_with_mask(&f, "test/broken_large/000.png", "ground_truth/broken_large/000_mask.png", auth);
     char *job = feedback(&f, "test/broken_large/001.png", "anomaly", auth, 202, &dup);
     cr_assert_not_null(job);
     free(feedback(&f, "test/broken_large/001.png", "anomaly", auth, 202, &dup));
@@ -367,8 +391,15 @@ Test(devnetd, feedback_needs_the_key_retrains_and_swaps)
     cJSON *tr = cJSON_GetObjectItem(o, "trained");
     cr_expect_eq(num(tr, "anomalies"), 2);
     cr_expect_str_eq(cJSON_GetObjectItem(tr, "head")->valuestring, "fusion");
+    cr_expect(cJSON_IsTrue(cJSON_GetObjectItem(tr, "defect_classifier")), "the mask trained a defect classifier");
     cJSON_Delete(o);
     free(job);
+    http_answer a0;
+    cr_assert_eq(http_request(f.d.port, "GET", "/model", NULL, NULL, 0, &a0), 0);
+    o = expect_json(&a0, 200);
+    cr_expect(cJSON_IsTrue(cJSON_GetObjectItem(cJSON_GetObjectItem(o, "model"), "defect_classifier")));
+    cJSON_Delete(o);
+    http_answer_free(&a0);
     http_answer a;
     cr_assert_eq(http_request(f.d.port, "GET", "/readyz", NULL, NULL, 0, &a), 0);
     o = expect_json(&a, 200);

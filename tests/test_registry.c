@@ -51,7 +51,7 @@ static void make_model(fixture *fx, dn_model *m, float mark)
     const dn_feats *np[N_IMG];
     for (int i = 0; i < N_IMG; i++)
         np[i] = &fx->feats[i];
-    dn_train_set set = {np, N_IMG, NULL, 0, 1, "test"};
+    dn_train_set set = {np, N_IMG, NULL, 0, 1, "test", NULL};
     dn_train_opts o;
     dn_train_opts_default(&o);
     o.type = DN_HEAD_NORMALITY;

@@ -255,6 +255,23 @@ Test(store, fingerprint_follows_content)
     cr_assert_str_neq(f3, f4, "a put by another writer of the folder does");
     fingerprint(&other, f3);
     cr_assert_str_eq(f3, f4, "every handle computes the same");
+    unsigned char *m = fake_image(700, 0, 10);
+    put(&s, b, 2000, 0, m, 700, id, &dup);
+    fingerprint(&s, f3);
+    cr_assert_str_neq(f3, f4, "a mask added to a stored image does (training reads masks)");
+    char **paths, **masks;
+    int n;
+    dn_error err;
+    cr_assert_eq(dn_store_list(&s, 0, &paths, &n, &err), DN_OK, "%s", err.msg);
+    cr_assert_eq(dn_store_masks(&s, paths, n, &masks, &err), DN_OK, "%s", err.msg);
+    cr_assert_eq(n, 2);
+    cr_assert_eq((masks[0] != NULL) + (masks[1] != NULL), 1, "only b has a mask");
+    for (int i = 0; i < n; i++)
+        if (masks[i])
+            cr_assert(strstr(masks[i], "/masks/") && strstr(masks[i], id), "%s", masks[i]);
+    dn_paths_free(paths, n);
+    dn_paths_free(masks, n);
+    free(m);
     dn_store_close(&s);
     dn_store_close(&other);
     free(a), free(b);

@@ -15,8 +15,9 @@
 #define SIDE 96
 #define SIZE 128
 
-/* A woven texture with noise; a defect is a dark scratch at a random place. */
-static void texture(uint8_t *rgb, int defect, uint64_t *seed)
+/* A woven texture with noise; a defect is a dark scratch at a random place, whose pixels
+ * mask (may be NULL; RGB, zeroed by the caller) marks white. */
+static void texture(uint8_t *rgb, int defect, uint64_t *seed, uint8_t *mask)
 {
     float phase = dn_test_uniform(seed, 0, 6.28f);
     for (int y = 0; y < SIDE; y++)
@@ -32,16 +33,20 @@ static void texture(uint8_t *rgb, int defect, uint64_t *seed)
         for (int w = -2; w <= 2; w++) {
             int x = x0 + t, y = y0 + t / 2 + w;
             if (x < SIDE && y >= 0 && y < SIDE)
-                for (int c = 0; c < 3; c++)
+                for (int c = 0; c < 3; c++) {
                     rgb[(y * SIDE + x) * 3 + c] = c == 0 ? 220 : 15;
+                    if (mask)
+                        mask[(y * SIDE + x) * 3 + c] = 255;
+                }
         }
 }
 
-/* n generated images in a new folder root/sub; their paths (malloc'd) into paths. */
-static void write_images(const char *root, const char *sub, int n, int defect, uint64_t *seed,
-                         char **paths)
+/* n generated images in a new folder root/sub; their paths (malloc'd) into paths, and
+ * with masks (may be NULL) their defect masks' (root/sub/NNN_mask.png). */
+static void write_images_masks(const char *root, const char *sub, int n, int defect, uint64_t *seed,
+                               char **paths, char **masks)
 {
-    uint8_t rgb[SIDE * SIDE * 3];
+    uint8_t rgb[SIDE * SIDE * 3], mask[SIDE * SIDE * 3];
     dn_error err;
     char dir[128];
     snprintf(dir, sizeof dir, "%s/%s", root, sub);
@@ -49,10 +54,22 @@ static void write_images(const char *root, const char *sub, int n, int defect, u
     for (int i = 0; i < n; i++) {
         char path[512];
         snprintf(path, sizeof path, "%s/%03d.png", dir, i);
-        texture(rgb, defect, seed);
+        memset(mask, 0, sizeof mask);
+        texture(rgb, defect, seed, mask);
         cr_assert_eq(dn_png_write(path, SIDE, SIDE, 3, rgb, &err), DN_OK, "%s", err.msg);
         paths[i] = strdup(path);
+        if (!masks)
+            continue;
+        snprintf(path, sizeof path, "%s/%03d_mask.png", dir, i);
+        cr_assert_eq(dn_png_write(path, SIDE, SIDE, 3, mask, &err), DN_OK, "%s", err.msg);
+        masks[i] = strdup(path);
     }
+}
+
+static void write_images(const char *root, const char *sub, int n, int defect, uint64_t *seed,
+                         char **paths)
+{
+    write_images_masks(root, sub, n, defect, seed, paths, NULL);
 }
 
 typedef struct fixture {
@@ -101,7 +118,7 @@ static void train_model_opts(fixture *fx, dn_head_type type, int tail, dn_model 
         np[i] = &fn[i];
     for (int i = 0; i < NA * DN_AUGMENTATIONS; i++)
         ap[i] = &fa[i];
-    dn_train_set set = {np, NN, ap, NA, DN_AUGMENTATIONS, "test"};
+    dn_train_set set = {np, NN, ap, NA, DN_AUGMENTATIONS, "test", NULL};
     dn_train_opts o;
     dn_train_opts_default(&o);
     o.type = type;
@@ -216,7 +233,7 @@ Test(train, fusion_weights_fit_at_most_max_folds_heads)
         ap[i] = &fa[i];
     int counts[] = {3, NA};
     for (int t = 0; t < 2; t++) {
-        dn_train_set set = {np, NN, ap, counts[t], 1, "test"};
+        dn_train_set set = {np, NN, ap, counts[t], 1, "test", NULL};
         dn_train_opts o;
         dn_train_opts_default(&o);
         o.type = DN_HEAD_FUSION;
@@ -300,7 +317,7 @@ Test(train, zero_anomalies_train_the_normality_branch)
     const dn_feats *np[12];
     for (int i = 0; i < 12; i++)
         np[i] = &f[i];
-    dn_train_set set = {np, 12, NULL, 0, DN_AUGMENTATIONS, "zero"};
+    dn_train_set set = {np, 12, NULL, 0, DN_AUGMENTATIONS, "zero", NULL};
     dn_train_opts o;
     dn_train_opts_default(&o);
     o.size = SIZE;
@@ -387,7 +404,7 @@ Test(train, from_files_skips_budgets_and_cancels)
     fputs("not a png", f);
     fclose(f);
     normal[NN] = bad;
-    dn_train_files files = {normal, NN + 1, anom, NA, NULL, 0, 0};
+    dn_train_files files = {normal, NN + 1, anom, NA, NULL, 0, 0, NULL};
     dn_train_opts o;
     dn_train_opts_default(&o);
     o.size = SIZE;
@@ -455,5 +472,137 @@ Test(train, mid_only_features_score_a_normality_model_the_same)
     dn_image_free(&img);
     free(paths[0]);
     dn_model_free(&m);
+    teardown(&fx);
+}
+
+typedef struct skip_log {
+    int images, masks;
+} skip_log;
+
+static void log_skip(void *ctx, const char *path, const char *why)
+{
+    skip_log *l = ctx;
+    (void)why;
+    if (strstr(path, "mask"))
+        l->masks++;
+    else
+        l->images++;
+}
+
+/* AUROC of a model's patch maps (or with seg_only, of its defect classifier's logits) on n
+ * images against their masks (a patch is defect when a quarter of it is). */
+static double patch_auroc(const dn_model *m, dn_extractor *x, char **paths, char **masks, int n,
+                          int seg_only)
+{
+    float *v = NULL;
+    uint8_t *lab = NULL;
+    size_t total = 0;
+    for (int i = 0; i < n; i++) {
+        dn_feats f;
+        dn_score s;
+        dn_image mask;
+        dn_error err;
+        dn_feats_init(&f);
+        dn_image_init(&mask);
+        cr_assert_eq(dn_extractor_file(x, paths[i], 0, &f, NULL), DN_OK, "%s", x->err.msg);
+        cr_assert_eq(dn_model_score(m, &f, &s, &err), DN_OK, "%s", err.msg);
+        cr_assert_eq(dn_image_load(&mask, masks[i], NULL, &err), DN_OK, "%s", err.msg);
+        dn_raw r;
+        cr_assert_eq(dn_model_raw(m, &f, &r, &err), DN_OK, "%s", err.msg);
+        size_t per = (size_t)s.rows * s.cols;
+        float cells[256];
+        cr_assert(per <= 256);
+        cr_assert_eq(dn_seg_mask_cells(&mask, s.rows, s.cols, cells, &err), DN_OK, "%s", err.msg);
+        v = realloc(v, (total + per) * sizeof *v);
+        lab = realloc(lab, total + per);
+        for (size_t p = 0; p < per; p++) {
+            v[total + p] = seg_only ? r.seg_patches[p] : s.patches[p];
+            lab[total + p] = cells[p] >= 0.25f;
+        }
+        total += per;
+        dn_raw_free(&r);
+        dn_score_free(&s);
+        dn_image_free(&mask);
+        dn_feats_free(&f);
+    }
+    double a = dn_auroc(v, lab, total);
+    free(v);
+    free(lab);
+    return a;
+}
+
+/* Labelled anomalies with pixel masks give a fusion model a defect classifier: it finds
+ * the generated scratches on unseen images by itself, the heatmap with it still localises
+ * them (the normality branch alone already does it almost perfectly here), it survives
+ * the model file, and a mask that cannot be read or an image that is left out costs only
+ * that item (the remaining masks stay with their images). */
+Test(train, masks_train_a_defect_classifier_that_localises)
+{
+    fixture fx;
+    if (!setup(&fx))
+        cr_skip_test("no backbone (make backbone needs ../shared/models): skipped");
+    enum { NN = 24, NA = 4, NT = 8 };
+    char *normal[NN], *anom[NA + 1], *amask[NA + 1], *test[NT], *tmask[NT];
+    uint64_t seed = 33;
+    write_images(fx.root, "n", NN, 0, &seed, normal);
+    write_images_masks(fx.root, "a", NA, 1, &seed, anom + 1, amask + 1);
+    write_images_masks(fx.root, "t", NT, 1, &seed, test, tmask);
+    char broken[128], missing[128];
+    snprintf(broken, sizeof broken, "%s/broken.png", fx.root);
+    snprintf(missing, sizeof missing, "%s/no_mask.png", fx.root);
+    FILE *f = fopen(broken, "wb");
+    fputs("not a png", f);
+    fclose(f);
+    anom[0] = broken;       /* left out: its mask must not shift onto the next image */
+    amask[0] = amask[1];
+    char *last_mask = amask[NA];
+    amask[NA] = missing;    /* the last anomaly trains without a mask */
+    skip_log log = {0, 0};
+    dn_train_files files = {normal, NN, anom, NA + 1, log_skip, 0, 0, amask};
+    dn_train_opts o;
+    dn_train_opts_default(&o);
+    o.size = SIZE;
+    o.head.steps = 80;
+    o.ctx = &log;
+    dn_model m, plain, back;
+    dn_model_init(&m);
+    dn_model_init(&plain);
+    dn_model_init(&back);
+    dn_error err;
+    cr_assert_eq(dn_train_from_files(&m, &fx.x, &files, &o, &err), DN_OK, "%s", err.msg);
+    cr_expect_eq(log.images, 1, "the broken image is reported");
+    cr_expect_eq(log.masks, 1, "the missing mask is reported");
+    cr_expect_eq(files.kept_anomaly, NA);
+    cr_assert(m.has_seg, "a fusion model with masks has a defect classifier");
+    files.anomaly_mask = NULL;
+    cr_assert_eq(dn_train_from_files(&plain, &fx.x, &files, &o, &err), DN_OK, "%s", err.msg);
+    cr_assert(!plain.has_seg);
+    double seg = patch_auroc(&m, &fx.x, test, tmask, NT, 1), with = patch_auroc(&m, &fx.x, test, tmask, NT, 0);
+    double without = patch_auroc(&plain, &fx.x, test, tmask, NT, 0);
+    cr_expect_gt(seg, 0.95, "patch AUROC of the defect classifier alone %g", seg);
+    cr_expect_gt(with, without - 0.005, "patch AUROC with masks %g, without %g", with, without);
+    /* the file keeps it */
+    char path[128];
+    snprintf(path, sizeof path, "%s/seg.safetensors", fx.root);
+    cr_assert_eq(dn_model_save(&m, path, &err), DN_OK, "%s", err.msg);
+    cr_assert_eq(dn_model_load(&back, path, &fx.bb), DN_OK, "%s", back.err.msg);
+    cr_assert(back.has_seg && back.seg.dim == m.seg.dim);
+    cr_assert(memcmp(back.seg.w, m.seg.w, (size_t)(m.seg.dim + 1) * sizeof(float)) == 0);
+    cr_assert_float_eq(patch_auroc(&back, &fx.x, test, tmask, NT, 0), with, 1e-9);
+    /* a classifier that does not fit the bank's descriptors is refused */
+    m.seg.dim--;
+    cr_assert_eq(dn_model_save(&m, path, &err), DN_OK, "%s", err.msg);
+    m.seg.dim++;
+    cr_assert_eq(dn_model_load(&back, path, &fx.bb), DN_EFORMAT);
+    cr_assert(strstr(back.err.msg, "defect classifier") != NULL, "%s", back.err.msg);
+    dn_model_free(&m);
+    dn_model_free(&plain);
+    dn_model_free(&back);
+    for (int i = 0; i < NN; i++)
+        free(normal[i]);
+    for (int i = 1; i <= NA; i++)
+        free(anom[i]), free(i < NA ? amask[i] : last_mask);
+    for (int i = 0; i < NT; i++)
+        free(test[i]), free(tmask[i]);
     teardown(&fx);
 }

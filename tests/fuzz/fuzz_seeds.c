@@ -267,7 +267,7 @@ static void model_seed(const char *name, dn_head_type type)
     dn_backbone_init(&bb);
     memset(bb.sha256, 'a', 64);
     bb.sha256[64] = '\0';
-    dn_train_set set = {fp, NN, fp + NN, type == DN_HEAD_NORMALITY ? 0 : NA, DN_AUGMENTATIONS, "seed"};
+    dn_train_set set = {fp, NN, fp + NN, type == DN_HEAD_NORMALITY ? 0 : NA, DN_AUGMENTATIONS, "seed", NULL};
     dn_train_opts o;
     dn_train_opts_default(&o);
     o.type = type;

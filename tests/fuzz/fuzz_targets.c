@@ -370,7 +370,7 @@ static int train_and_publish(dn_service *s, dn_error *err)
         dn_error_set(err, rc, "training features: %s", f ? x.err.msg : "out of memory");
     for (int i = 0; i < N_FEATS; i++)
         fp[i] = f ? &f[i] : NULL;
-    dn_train_set set = {fp, N_NORMAL, fp + N_NORMAL, N_ANOMALY, DN_AUGMENTATIONS, "fuzz"};
+    dn_train_set set = {fp, N_NORMAL, fp + N_NORMAL, N_ANOMALY, DN_AUGMENTATIONS, "fuzz", NULL};
     dn_train_opts o;
     dn_train_opts_default(&o);
     o.size = TRAIN_SIZE;
