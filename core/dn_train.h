@@ -68,7 +68,7 @@ int dn_train_feats(dn_model *m, const dn_feats *normal, int n_normal, const dn_f
                    const dn_train_opts *o, const dn_backbone *bb, dn_error *err);
 
 /* The defect share of each cell of the grid x grid patch grid of a square input, for a
- * pixel mask file (white = defect, the size of its image) under each of the
+ * pixel mask file (not black = defect, as dn_seg_mask_cells) under each of the
  * DN_AUGMENTATIONS rotations/flips: out[aug * grid * grid + cell]. */
 int dn_train_mask_cells(const char *mask_path, int grid, float *out, dn_error *err);
 
