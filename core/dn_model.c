@@ -134,6 +134,7 @@ static int raw_bank(const dn_model *m, const dn_feats *f, dn_raw *r, dn_error *e
     if (!rc && m->has_seg) {
         dn_seg_inputs(desc, n, dim, in);
         dn_seg_scores(&m->seg, in, n, r->seg_patches);
+        dn_seg_smooth(r->seg_patches, r->h16, r->w16, in); /* in is no longer needed */
     }
     free(in);
     free(desc);

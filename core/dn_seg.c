@@ -184,3 +184,22 @@ void dn_seg_inputs(const float *desc, int n, int dim, float *out)
         }
     free(mean);
 }
+
+void dn_seg_smooth(float *map, int rows, int cols, float *scratch)
+{
+    for (int y = 0; y < rows; y++)
+        for (int x = 0; x < cols; x++) {
+            float acc = 0, weight = 0;
+            for (int dy = -1; dy <= 1; dy++)
+                for (int dx = -1; dx <= 1; dx++) {
+                    int yy = y + dy, xx = x + dx;
+                    if (yy < 0 || yy >= rows || xx < 0 || xx >= cols)
+                        continue;
+                    float w = (float)((2 - abs(dy)) * (2 - abs(dx))); /* 1 2 1 / 2 4 2 / 1 2 1 */
+                    acc += w * map[yy * cols + xx];
+                    weight += w;
+                }
+            scratch[y * cols + x] = acc / weight;
+        }
+    memcpy(map, scratch, (size_t)rows * cols * sizeof *map);
+}

@@ -161,3 +161,16 @@ Test(seg, training_separates_and_folds_the_standardisation)
     dn_seg_free(&again);
     free(x);
 }
+
+Test(seg, smoothing_is_the_binomial_kernel_renormalised_at_borders)
+{
+    float map[9] = {0, 0, 0, 0, 1, 0, 0, 0, 0}, scratch[9];
+    dn_seg_smooth(map, 3, 3, scratch);
+    cr_assert_float_eq(map[4], 4.0f / 16, 1e-6, "centre %g", map[4]);
+    cr_assert_float_eq(map[1], 2.0f / 12, 1e-6, "edge %g", map[1]);
+    cr_assert_float_eq(map[0], 1.0f / 9, 1e-6, "corner %g", map[0]);
+    float flat[6] = {2, 2, 2, 2, 2, 2};
+    dn_seg_smooth(flat, 2, 3, scratch);
+    for (int i = 0; i < 6; i++)
+        cr_assert_float_eq(flat[i], 2.0f, 1e-6, "a constant map stays constant");
+}
