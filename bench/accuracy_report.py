@@ -53,6 +53,18 @@ def run_eval(devnet, data, head, shots, size):
     return res
 
 
+HAND_BEGIN, HAND_END = "<!-- hand-measured:begin -->", "<!-- hand-measured:end -->"
+
+
+def kept_section(path):
+    """The hand-measured section of the existing file (variants tried on experimental
+    patches, bench/experiments/), carried over as it is: this script does not run them."""
+    text = path.read_text() if path.exists() else ""
+    if HAND_BEGIN not in text or HAND_END not in text:
+        return ""
+    return "\n" + text[text.index(HAND_BEGIN):text.index(HAND_END) + len(HAND_END)] + "\n"
+
+
 def fmt(stat):
     return "–" if stat is None else f"{stat['mean']:.3f} ± {stat['std']:.3f}"
 
@@ -114,7 +126,7 @@ def main():
     lines += ["", "Targets (issue 3, K = 10): " + "; ".join(
         f"{ds} image ≥ {t[0]}" + (f", pixel ≥ {t[1]}" if t[1] else "") for ds, t in TARGETS.items()) + ".",
         "", "Commands:", ""] + [f"    devnet {r['command']}" for _, _, _, r in rows] + [""]
-    Path(a.out).write_text("\n".join(lines))
+    Path(a.out).write_text("\n".join(lines) + kept_section(Path(a.out)))
     print(f"wrote {a.out}")
 
 

@@ -252,7 +252,9 @@ static void made_up(dn_feats *f, float *d, unsigned *s, float shift)
     f->s16 = (dn_fmap){2, 2, MC, d + 20 * MC};
 }
 
-static void model_seed(const char *name, dn_head_type type)
+/* A model of the given type; with_seg gives the anomalies masks (one defect cell in each
+ * copy), so a fusion model also has a defect classifier. */
+static void model_seed(const char *name, dn_head_type type, int with_seg)
 {
     enum { NN = 10, NA = 2, NF = NN + NA * DN_AUGMENTATIONS };
     static float data[NF][24 * MC];
@@ -267,7 +269,15 @@ static void model_seed(const char *name, dn_head_type type)
     dn_backbone_init(&bb);
     memset(bb.sha256, 'a', 64);
     bb.sha256[64] = '\0';
-    dn_train_set set = {fp, NN, fp + NN, type == DN_HEAD_NORMALITY ? 0 : NA, DN_AUGMENTATIONS, "seed", NULL};
+    static float cells[NA][DN_AUGMENTATIONS * 4]; /* the 2x2 stride-16 grid of each copy */
+    const float *cp[NA];
+    for (int a = 0; a < NA; a++) {
+        for (int c = 0; c < DN_AUGMENTATIONS * 4; c++)
+            cells[a][c] = c % 4 == 0 ? 1.0f : 0.0f;
+        cp[a] = cells[a];
+    }
+    dn_train_set set = {fp, NN, fp + NN, type == DN_HEAD_NORMALITY ? 0 : NA, DN_AUGMENTATIONS, "seed",
+                        with_seg ? cp : NULL};
     dn_train_opts o;
     dn_train_opts_default(&o);
     o.type = type;
@@ -285,14 +295,17 @@ static void model_seed(const char *name, dn_head_type type)
     dn_model_free(&m);
     if (dn_model_load(&m, path, NULL) != DN_OK)
         die("model %s does not load: %s", name, m.err.msg);
+    if (m.has_seg != with_seg)
+        die("model %s: defect classifier %d, expected %d", name, m.has_seg, with_seg);
     dn_model_free(&m);
 }
 
 static void model_seeds(void)
 {
-    model_seed("normality.safetensors", DN_HEAD_NORMALITY);
-    model_seed("fusion.safetensors", DN_HEAD_FUSION);
-    model_seed("devnet.safetensors", DN_HEAD_DEVNET);
+    model_seed("normality.safetensors", DN_HEAD_NORMALITY, 0);
+    model_seed("fusion.safetensors", DN_HEAD_FUSION, 0);
+    model_seed("fusion-seg.safetensors", DN_HEAD_FUSION, 1);
+    model_seed("devnet.safetensors", DN_HEAD_DEVNET, 0);
     /* a safetensors file that is not a model: a scalar, a matrix, an empty tensor */
     static const float v[7] = {1, 2, 3, 4, 5, 6, 7};
     int64_t shape[2] = {2, 3}, empty[1] = {0};
