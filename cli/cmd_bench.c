@@ -82,6 +82,7 @@ static void *worker_main(void *arg)
         if (dn_extractor_init(&x, b->bb, b->size, NULL))
             b->failed = 1;
         x.mid_only = dn_model_mid_only(b->model);
+        x.scales = b->model->scales;
     }
     dn_fmap out;
     for (int it = -BENCH_WARMUP; it < b->iters; it++) {

@@ -373,6 +373,7 @@ int cmd_eval(int argc, char **argv)
     eval_ctx c = {.a = &a, .bb = &bb, .x = &x};
     dn_dataset_init(&c.d);
     rc = dn_extractor_init(&x, &bb, a.m.opts.size, a.m.cache) ? cli_fail("features", &x.err) : CLI_OK;
+    x.scales = a.m.opts.scales;
     if (!rc && dn_dataset_open(&c.d, a.m.data))
         rc = cli_fail(a.m.data, &c.d.err);
     if (!rc)

@@ -15,7 +15,7 @@ typedef struct train_args {
     long seed;
 } train_args;
 
-/* Options shared with eval: --data, --shots, --head, --size, --tail, --no-masks,
+/* Options shared with eval: --data, --shots, --head, --size, --scales, --tail, --no-masks,
  * --threshold, --quantile, --cache, --no-cache, --backbone. Returns 1 if argv[*i] was one of them
  * (consuming its value), 0 if not, or -1 on a bad value (after printing why). */
 int cli_model_option(int argc, char **argv, int *i, cli_model_args *m)
@@ -53,6 +53,10 @@ int cli_model_option(int argc, char **argv, int *i, cli_model_args *m)
         o->quantile = strtof(v, &end);
         if (*end || !(o->quantile > 0 && o->quantile < 1))
             return cli_usage("--quantile takes a number in (0, 1)"), -1;
+    } else if (!strcmp(a, "--scales")) {
+        if (cli_int(v, 1, 2, &n))
+            return cli_usage("--scales takes 1 or 2"), -1;
+        o->scales = (int)n;
     } else if (!strcmp(a, "--cache")) {
         m->cache = v;
     } else if (!strcmp(a, "--backbone")) {
@@ -170,6 +174,7 @@ int cmd_train(int argc, char **argv)
     dn_dataset_init(&d);
     dn_extractor x;
     rc = dn_extractor_init(&x, &bb, a.m.opts.size, a.m.cache) ? cli_fail("features", &x.err) : CLI_OK;
+    x.scales = a.m.opts.scales;
     if (!rc && dn_dataset_open(&d, a.m.data))
         rc = cli_fail(a.m.data, &d.err);
     if (!rc)

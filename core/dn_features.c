@@ -29,7 +29,8 @@ static size_t map_floats(const dn_fmap *m)
 
 size_t dn_feats_floats(const dn_feats *f)
 {
-    return map_floats(&f->final) + map_floats(&f->s8) + map_floats(&f->s16) + map_floats(&f->tail_in);
+    return map_floats(&f->final) + map_floats(&f->s8) + map_floats(&f->s16) + map_floats(&f->tail_in) +
+           map_floats(&f->final_half);
 }
 
 /* mkdir -p for the cache directory. */
@@ -56,7 +57,9 @@ int dn_extractor_init(dn_extractor *x, const dn_backbone *bb, int size, const ch
     memset(x, 0, sizeof *x);
     x->bb = bb;
     x->size = size;
+    x->scales = 1;
     dn_forward_init(&x->fw, bb);
+    dn_forward_init(&x->fw_half, bb);
     x->taps[0] = dn_backbone_final_map(bb);
     x->taps[1] = dn_backbone_tap_at_stride(bb, 8);
     x->taps[2] = dn_backbone_tap_at_stride(bb, 16);
@@ -90,6 +93,8 @@ int dn_extractor_init(dn_extractor *x, const dn_backbone *bb, int size, const ch
 void dn_extractor_free(dn_extractor *x)
 {
     dn_forward_free(&x->fw);
+    dn_forward_free(&x->fw_half);
+    free(x->half);
     free(x->input);
     free(x->turned);
     memset(x, 0, sizeof *x);
@@ -113,10 +118,12 @@ void dn_dihedral(const float *in, int s, int c, int aug, float *out)
 }
 
 /* Copies the forward's taps into one owned buffer: maps[i] is the map of tap first + i
- * (0 final, 1 stride 8, 2 stride 16, 3 tail input). */
-static int keep_maps(const dn_fmap *maps, int first, int n_maps, dn_feats *out, dn_error *err)
+ * (0 final, 1 stride 8, 2 stride 16, 3 tail input), and half (may be NULL) the final map
+ * of the half-size input. */
+static int keep_maps(const dn_fmap *maps, int first, int n_maps, const dn_fmap *half, dn_feats *out,
+                     dn_error *err)
 {
-    size_t n = 0;
+    size_t n = half ? map_floats(half) : 0;
     for (int i = 0; i < n_maps; i++)
         n += map_floats(&maps[i]);
     dn_feats_free(out);
@@ -131,7 +138,27 @@ static int keep_maps(const dn_fmap *maps, int first, int n_maps, dn_feats *out, 
         dst[first + i]->data = p;
         p += map_floats(&maps[i]);
     }
+    if (half) {
+        out->final_half = *half;
+        memcpy(p, half->data, map_floats(half) * sizeof(float));
+        out->final_half.data = p;
+    }
     return DN_OK;
+}
+
+/* The head's second scale: the final map of the (augmented) input downscaled 2x by
+ * nearest neighbour, pixel (2y, 2x), as the official DevNet code's F.interpolate does. */
+static int half_scale(dn_extractor *x, const float *in, dn_fmap *out)
+{
+    int s = x->size, h = s / 2, c = x->bb->graph.in_channels;
+    if (!x->half && !(x->half = malloc((size_t)h * h * c * sizeof(float))))
+        return dn_error_set(&x->err, DN_ENOMEM, "out of memory for the half-size input");
+    for (int y = 0; y < h; y++)
+        for (int xx = 0; xx < h; xx++)
+            memcpy(x->half + ((size_t)y * h + xx) * c, in + ((size_t)(2 * y) * s + 2 * xx) * c,
+                   (size_t)c * sizeof(float));
+    int rc = dn_forward_run(&x->fw_half, x->half, h, h, x->taps, 1, out);
+    return rc ? dn_error_set(&x->err, rc, "%s", x->fw_half.err.msg) : DN_OK;
 }
 
 static int extract(dn_extractor *x, const dn_image *img, int aug, int mid_only, dn_feats *out)
@@ -153,7 +180,11 @@ static int extract(dn_extractor *x, const dn_image *img, int aug, int mid_only, 
     rc = dn_forward_run(&x->fw, in, s, s, x->taps + first, n, maps);
     if (rc)
         return dn_error_set(&x->err, rc, "%s", x->fw.err.msg);
-    rc = keep_maps(maps, first, n, out, &x->err);
+    dn_fmap half;
+    int with_half = x->scales == 2 && !mid_only;
+    if (with_half && (rc = half_scale(x, in, &half)))
+        return rc;
+    rc = keep_maps(maps, first, n, with_half ? &half : NULL, out, &x->err);
     out->photo_w = img->width;
     out->photo_h = img->height;
     return rc;
@@ -172,6 +203,7 @@ static void cache_path(const dn_extractor *x, const char *sha, int aug, char *ou
 }
 
 static const char *const tap_names[4] = {"final", "stride8", "stride16", "tail_in"};
+#define HALF_NAME "final_half"
 
 static int fmap_from_tensor(const dn_safetensors *st, const char *name, dn_fmap *m)
 {
@@ -194,9 +226,14 @@ static int cache_load(dn_extractor *x, const char *path, dn_feats *out)
     for (int i = 0; ok && i < x->n_taps; i++)
         ok = !fmap_from_tensor(&st, tap_names[i], &maps[i]) &&
              maps[i].c == x->bb->graph.nodes[x->taps[i]].cout;
+    dn_fmap half;
+    int has_half = ok && !fmap_from_tensor(&st, HALF_NAME, &half) && half.c == maps[0].c;
+    ok = ok && (x->scales != 2 || has_half); /* without it: recomputed, and stored with it */
     const char *w = ok ? dn_st_meta(&st, "photo_width") : NULL;
     const char *h = ok ? dn_st_meta(&st, "photo_height") : NULL;
-    int rc = w && h && atoi(w) > 0 && atoi(h) > 0 ? keep_maps(maps, 0, x->n_taps, out, &x->err) : DN_EFORMAT;
+    int rc = w && h && atoi(w) > 0 && atoi(h) > 0
+                 ? keep_maps(maps, 0, x->n_taps, has_half ? &half : NULL, out, &x->err)
+                 : DN_EFORMAT;
     if (!rc) {
         out->photo_w = atoi(w);
         out->photo_h = atoi(h);
@@ -224,6 +261,9 @@ static int cache_store(const dn_extractor *x, const char *path, const dn_feats *
         int64_t shape[3] = {maps[i]->h, maps[i]->w, maps[i]->c};
         rc = dn_st_writer_add(&w, tap_names[i], 3, shape, maps[i]->data);
     }
+    int64_t hshape[3] = {f->final_half.h, f->final_half.w, f->final_half.c};
+    if (!rc && f->final_half.data)
+        rc = dn_st_writer_add(&w, HALF_NAME, 3, hshape, f->final_half.data);
     if (!rc)
         rc = dn_st_writer_save(&w, path);
     if (rc)

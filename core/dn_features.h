@@ -18,6 +18,8 @@
 typedef struct dn_feats {
     dn_fmap final, s8, s16;
     dn_fmap tail_in; /* input of the backbone's trainable tail (dn_tail.h); empty without one */
+    dn_fmap final_half; /* the final map of the input downscaled 2x by nearest neighbour (the
+                         * DevNet head's second scale); empty unless extracted with scales 2 */
     int photo_w, photo_h; /* size of the original image (after EXIF orientation) */
     float *buf;           /* owns the three maps */
 } dn_feats;
@@ -31,6 +33,11 @@ typedef struct dn_extractor {
     float *input; /* size * size * 3 */
     float *turned;
     char cache_dir[4096]; /* empty: no cache */
+    int scales;   /* 2: also the final map of the input downscaled 2x (final_half), by a
+                   * second forward pass at half the size; 1 (default): not. Set by the
+                   * caller; the cache keeps final_half once it has been computed. */
+    dn_forward fw_half;
+    float *half;  /* (size / 2)^2 * 3, allocated on first use */
     int mid_only; /* dn_extractor_image takes only the stride-8 and stride-16 maps and the
                    * forward pass stops there: all a model without a head reads (the final
                    * map and the tail input stay empty). Set by the caller; the cache
@@ -40,7 +47,7 @@ typedef struct dn_extractor {
 
 void dn_feats_init(dn_feats *f);
 void dn_feats_free(dn_feats *f);
-/* Floats of the three maps together. */
+/* Floats of all the maps together. */
 size_t dn_feats_floats(const dn_feats *f);
 
 /* cache_dir may be NULL or "" (no cache); it is created when missing. */

@@ -31,6 +31,12 @@ typedef struct dn_head_data {
     const float *const *anomaly; /* every augmented copy of every labelled anomaly */
     int n_anomaly;
     int n_patch;
+    /* the second scale, or NULL: each image's map of its input downscaled 2x (n_patch_half
+     * patches, same order as normal and anomaly); the image score is then the mean of the
+     * two scales' top-K pooled scores, as in the official DevNet code with n_scales 2 */
+    const float *const *normal_half;
+    const float *const *anomaly_half;
+    int n_patch_half;
 } dn_head_data;
 
 typedef struct dn_head_opts {
@@ -69,6 +75,13 @@ float dn_deviation_loss(float score, int y, float mu, float sigma, float *grad);
  * top-K pooling (sign(s_p) / K on the selected patches) and the 1x1 convolution. */
 void dn_head_backward(const dn_head *h, const float *feat, const float *patch_scores,
                       const int *topk, int k, float scale, float *grad);
+
+/* The deviation loss of one image with label y: its score is the top-K pooled |patch
+ * score| of feat (n_patch patches), or with feat_half (may be NULL) the mean of that and
+ * the same on feat_half (n_half patches). Adds d loss / d (w, b) * scale to grad (may be
+ * NULL). -1 when out of memory. */
+float dn_head_image_loss(const dn_head *h, const float *feat, int n_patch, const float *feat_half,
+                         int n_half, int y, float mu, float sigma, float scale, float *grad);
 
 /* Trains h on d. Returns DN_OK, or DN_EINVAL when there is nothing to train on. */
 int dn_head_train(dn_head *h, const dn_head_data *d, const dn_head_opts *o, dn_error *err);

@@ -28,6 +28,7 @@ int dn_head_type_parse(const char *s, dn_head_type *t)
 void dn_model_init(dn_model *m)
 {
     memset(m, 0, sizeof *m);
+    m->scales = 1;
     dn_bank_init(&m->bank);
 }
 
@@ -86,6 +87,23 @@ static const float *head_input(const dn_model *m, const dn_feats *f, float **act
     return dn_tail_forward(&m->tail, f->tail_in.data, f->tail_in.h, f->tail_in.w, *acts);
 }
 
+/* The head's second scale: the image score becomes the mean of both scales' pooled scores
+ * (the patch map stays the first scale's). */
+static int add_half_scale(const dn_model *m, const dn_feats *f, dn_raw *r, dn_error *err)
+{
+    const dn_fmap *h = &f->final_half;
+    if (!h->data || h->c != m->head.dim)
+        return dn_error_set(err, DN_EMISMATCH, "features lack the half-scale map this two-scale model needs");
+    int n = h->h * h->w;
+    float *s = malloc((size_t)n * sizeof *s);
+    if (!s)
+        return dn_error_set(err, DN_ENOMEM, "out of memory scoring");
+    dn_head_patch_scores(&m->head, h->data, n, s);
+    r->head = 0.5f * (r->head + dn_topk_abs_mean(s, n, dn_topk_count(n), NULL));
+    free(s);
+    return DN_OK;
+}
+
 static int raw_head(const dn_model *m, const dn_feats *f, dn_raw *r, dn_error *err)
 {
     int n = f->final.h * f->final.w;
@@ -107,7 +125,7 @@ static int raw_head(const dn_model *m, const dn_feats *f, dn_raw *r, dn_error *e
     for (int i = 0; i < n; i++)
         r->head_patches[i] = fabsf(r->head_patches[i]);
     r->head = topk_mean(r->head_patches, n);
-    return DN_OK;
+    return m->scales == 2 ? add_half_scale(m, f, r, err) : DN_OK;
 }
 
 static int raw_bank(const dn_model *m, const dn_feats *f, dn_raw *r, dn_error *err)
@@ -260,6 +278,7 @@ static char *model_json(const dn_model *m)
     cJSON_AddStringToObject(o, "head_type", dn_head_type_name(m->type));
     cJSON_AddNumberToObject(o, "input_size", m->size);
     cJSON_AddBoolToObject(o, "tail", m->has_tail);
+    cJSON_AddNumberToObject(o, "scales", m->scales);
     cJSON_AddNumberToObject(o, "topk_fraction", DN_DEVNET_TOPK_FRACTION);
     cJSON_AddNumberToObject(o, "threshold", m->threshold);
     cJSON_AddNumberToObject(o, "w_head", m->w_head);
@@ -345,6 +364,11 @@ static int parse_model_json(dn_model *m, const char *text)
     m->size = bad ? 0 : (int)size; /* converting a float beyond int's range is undefined */
     m->has_tail = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "tail"));
     m->has_seg = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "defect_classifier"));
+    float scales = 1; /* files from before the second scale have none */
+    if (cJSON_GetObjectItemCaseSensitive(o, "scales") && read_number(o, "scales", &scales))
+        bad = 1;
+    bad = bad || (scales != 1 && scales != 2);
+    m->scales = bad ? 1 : (int)scales;
     bad = bad || (m->has_seg && (read_stat(o, "patch_seg", &m->patch_seg) ||
                                  read_stat(o, "patch_sum", &m->patch_sum)));
     cJSON_Delete(o);

@@ -35,6 +35,7 @@ typedef struct dn_model {
     dn_head_type type;
     int size;            /* backbone input size */
     int has_head, has_bank, has_tail, has_seg;
+    int scales;          /* the head's scales: 1, or 2 with the input downscaled 2x */
     dn_head head;
     dn_tail tail;        /* fine-tuned backbone tail under the head (has_tail) */
     dn_bank bank;

@@ -20,6 +20,7 @@ void dn_train_opts_default(dn_train_opts *o)
     o->size = 224;
     o->seed = 1;
     o->holdout = 0.2f;
+    o->scales = 1;
     o->bank_max = 16384;
     o->proj_dim = 64;
     dn_head_opts_default(&o->head);
@@ -90,21 +91,33 @@ static int fit_head(dn_model *hm, const dn_backbone *bb, const dn_train_set *set
                     int n_fit, int fold, int n_folds, const dn_train_opts *o, uint64_t seed, dn_error *err)
 {
     int n_copies = set->n_anomaly * set->n_aug, dim = set->normal[fit[0]]->final.c, n_a = 0;
-    const float **normal = malloc((size_t)n_fit * sizeof *normal);
-    const float **anomaly = malloc(((size_t)n_copies + 1) * sizeof *anomaly);
+    int two = o->scales == 2;
+    const float **normal = malloc(2 * (size_t)n_fit * sizeof *normal), **normal_half = normal + n_fit;
+    const float **anomaly = malloc(2 * ((size_t)n_copies + 1) * sizeof *anomaly);
+    const float **anomaly_half = anomaly ? anomaly + n_copies + 1 : NULL;
     int rc = normal && anomaly ? dn_head_init(&hm->head, dim, seed, err)
                                : dn_error_set(err, DN_ENOMEM, "out of memory training the head");
     hm->has_head = 1;
     hm->has_tail = o->tail;
+    hm->scales = o->scales;
+    if (!rc && two && o->tail)
+        rc = dn_error_set(err, DN_EINVAL, "the head's second scale and the tail fine-tuning do not go together");
     if (!rc && o->tail)
         rc = dn_tail_init(&hm->tail, bb, err);
     for (int i = 0; !rc && i < n_fit; i++) {
         const dn_feats *f = set->normal[fit[i]];
         normal[i] = o->tail ? f->tail_in.data : f->final.data;
+        normal_half[i] = f->final_half.data;
+        if (two && !f->final_half.data)
+            rc = dn_error_set(err, DN_EINVAL, "features lack the half-scale map (extract with scales 2)");
     }
     for (int i = 0; !rc && i < n_copies; i++)
-        if (n_folds <= 0 || (i / set->n_aug) % n_folds != fold)
+        if (n_folds <= 0 || (i / set->n_aug) % n_folds != fold) {
+            anomaly_half[n_a] = set->anomaly[i]->final_half.data;
+            if (two && !anomaly_half[n_a])
+                rc = dn_error_set(err, DN_EINVAL, "features lack the half-scale map (extract with scales 2)");
             anomaly[n_a++] = o->tail ? set->anomaly[i]->tail_in.data : set->anomaly[i]->final.data;
+        }
     const dn_feats *f0 = set->normal[fit[0]];
     if (!rc && o->tail && !f0->tail_in.data)
         rc = dn_error_set(err, DN_EINVAL, "features lack the tail input (backbone without a tail)");
@@ -116,7 +129,9 @@ static int fit_head(dn_model *hm, const dn_backbone *bb, const dn_train_set *set
         to.cancel = o->cancel;
         rc = dn_tail_train(&hm->tail, &hm->head, &d, &to, err);
     } else if (!rc) {
-        dn_head_data d = {normal, n_fit, anomaly, n_a, f0->final.h * f0->final.w};
+        dn_head_data d = {normal, n_fit, anomaly, n_a, f0->final.h * f0->final.w,
+                          two ? normal_half : NULL, two ? anomaly_half : NULL,
+                          f0->final_half.h * f0->final_half.w};
         dn_head_opts ho = o->head;
         ho.seed = seed;
         ho.deadline = o->deadline;

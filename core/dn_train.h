@@ -38,6 +38,8 @@ typedef struct dn_train_opts {
     int bank_max;        /* coreset size (16384) */
     int proj_dim;        /* random projection for the coreset selection (0 = none) */
     dn_head_opts head;
+    int scales;          /* 2: the DevNet head also scores the input downscaled 2x (the
+                          * features need final_half: extract with scales 2); 1 (default) */
     int tail;            /* fine-tune the backbone's tail under the head (dn_tail.h) */
     dn_tail_opts tail_opts;
     dn_threshold_rule rule;

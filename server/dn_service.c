@@ -234,6 +234,7 @@ static int worker_extractor(dn_service *s, int worker, int size, dn_extractor **
 static void extract_for(dn_extractor *x, const dn_model *m)
 {
     x->mid_only = dn_model_mid_only(m);
+    x->scales = m->scales;
 }
 
 typedef struct score_ctx {

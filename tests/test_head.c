@@ -83,6 +83,48 @@ Test(head, score_gradient_matches_finite_differences)
     dn_head_free(&h);
 }
 
+/* The loss of an image scored at two scales (the mean of both top-K pooled scores), for a
+ * normal and an anomalous label, against finite differences. */
+Test(head, two_scale_image_loss_gradient_matches_finite_differences)
+{
+    openblas_set_num_threads(1);
+    enum { DIM = 6, N = 40, NH = 12 };
+    dn_head h;
+    dn_error err;
+    cr_assert_eq(dn_head_init(&h, DIM, 5, &err), DN_OK);
+    uint64_t seed = 17;
+    float feat[N * DIM], half[NH * DIM];
+    for (int i = 0; i < N * DIM; i++)
+        feat[i] = dn_test_uniform(&seed, -2, 2);
+    for (int i = 0; i < NH * DIM; i++)
+        half[i] = dn_test_uniform(&seed, -2, 2);
+    for (int y = 0; y <= 1; y++) {
+        float grad[DIM + 1] = {0};
+        float loss = dn_head_image_loss(&h, feat, N, half, NH, y, 0.1f, 0.9f, 1.0f, grad);
+        cr_assert(loss >= 0);
+        double g2 = 0;
+        for (int j = 0; j <= DIM; j++)
+            g2 += (double)grad[j] * grad[j];
+        cr_assert_gt(g2, 0, "label %d: the loss must move (margin 5 for anomalies)", y);
+        for (int j = 0; j <= DIM; j++) {
+            double step = 1e-3, saved = h.w[j];
+            h.w[j] = (float)(saved + step);
+            double up = dn_head_image_loss(&h, feat, N, half, NH, y, 0.1f, 0.9f, 1.0f, NULL);
+            h.w[j] = (float)(saved - step);
+            double down = dn_head_image_loss(&h, feat, N, half, NH, y, 0.1f, 0.9f, 1.0f, NULL);
+            h.w[j] = (float)saved;
+            double fd = (up - down) / (2 * step);
+            cr_assert(fabs(fd - grad[j]) < 2e-3 * (1 + fabs(fd)), "label %d, param %d: analytic %g, numeric %g",
+                      y, j, grad[j], fd);
+        }
+        /* one scale is the plain pooled score */
+        float one = dn_head_image_loss(&h, feat, N, NULL, 0, y, 0.1f, 0.9f, 1.0f, NULL), scratch[N], dl;
+        float want = dn_deviation_loss(dn_head_score(&h, feat, N, scratch), y, 0.1f, 0.9f, &dl);
+        cr_assert_float_eq(one, want, 1e-6);
+    }
+    dn_head_free(&h);
+}
+
 Test(head, patch_scores_are_a_1x1_convolution)
 {
     dn_head h;
@@ -126,7 +168,7 @@ Test(head, training_separates_synthetic_anomalies)
     dn_head_opts o;
     dn_head_opts_default(&o);
     o.steps = 500;
-    dn_head_data d = {np, NN, ap, NA, N};
+    dn_head_data d = {np, NN, ap, NA, N, NULL, NULL, 0};
     cr_assert_eq(dn_head_train(&h, &d, &o, &err), DN_OK, "%s", err.msg);
     float scratch[N], max_normal = -1e30f, min_anomaly = 1e30f;
     for (int i = 0; i < NT; i++) {
@@ -136,7 +178,7 @@ Test(head, training_separates_synthetic_anomalies)
     }
     cr_assert_gt(min_anomaly, max_normal, "anomalies %g vs normals %g", min_anomaly, max_normal);
     cr_assert_gt(min_anomaly, 3.0f, "anomalies should be pushed towards the margin");
-    dn_head_data none = {np, NN, ap, 0, N};
+    dn_head_data none = {np, NN, ap, 0, N, NULL, NULL, 0};
     cr_assert_eq(dn_head_train(&h, &none, &o, &err), DN_EINVAL);
     dn_head_free(&h);
 }

@@ -88,19 +88,20 @@ static void feats_of(dn_extractor *x, char **paths, int n, int n_aug, dn_feats *
         }
 }
 
-static void train_model_opts(fixture *fx, dn_head_type type, int tail, dn_model *m, double *auroc,
-                             dn_feats *keep_test);
+static void train_model_opts(fixture *fx, dn_head_type type, int tail, int scales, dn_model *m,
+                             double *auroc, dn_feats *keep_test);
 
 static void train_model(fixture *fx, dn_head_type type, dn_model *m, double *auroc)
 {
-    train_model_opts(fx, type, 0, m, auroc, NULL);
+    train_model_opts(fx, type, 0, 1, m, auroc, NULL);
 }
 
 /* Trains on generated images; keep_test (may be NULL) receives the first test image's
  * features (anomalous) for later comparisons. */
-static void train_model_opts(fixture *fx, dn_head_type type, int tail, dn_model *m, double *auroc,
-                             dn_feats *keep_test)
+static void train_model_opts(fixture *fx, dn_head_type type, int tail, int scales, dn_model *m,
+                             double *auroc, dn_feats *keep_test)
 {
+    fx->x.scales = scales;
     enum { NN = 24, NA = 3, NT = 10 };
     char *normal[NN], *anom[NA], *tn[NT], *ta[NT];
     uint64_t seed = 21;
@@ -125,6 +126,7 @@ static void train_model_opts(fixture *fx, dn_head_type type, int tail, dn_model 
     o.size = SIZE;
     o.head.steps = 150;
     o.tail = tail;
+    o.scales = scales;
     o.tail_opts.steps = 60;
     dn_error err;
     cr_assert_eq(dn_train(m, &set, &o, &fx->bb, &err), DN_OK, "%s", err.msg);
@@ -345,7 +347,7 @@ Test(train, tail_fine_tuning_trains_scores_and_round_trips)
     dn_model_init(&back);
     dn_feats probe;
     double auroc;
-    train_model_opts(&fx, DN_HEAD_DEVNET, 1, &m, &auroc, &probe);
+    train_model_opts(&fx, DN_HEAD_DEVNET, 1, 1, &m, &auroc, &probe);
     cr_assert(m.has_tail && m.has_head && !m.has_bank);
     cr_assert_gt(auroc, 0.9, "image AUROC %g with the tail fine-tuned", auroc);
     char path[128];
@@ -362,6 +364,72 @@ Test(train, tail_fine_tuning_trains_scores_and_round_trips)
     cr_assert_eq(a.score, b.score, "the reloaded model scores %g, the trained one %g", b.score, a.score);
     dn_score_free(&a);
     dn_score_free(&b);
+    dn_feats_free(&probe);
+    dn_model_free(&m);
+    dn_model_free(&back);
+    teardown(&fx);
+}
+
+/* The DevNet head's optional second scale: the features carry the final map of the input
+ * downscaled 2x, through the cache too; the model separates, says so in its file, and
+ * refuses features without that map; the tail fine-tuning does not combine with it. */
+Test(train, second_scale_trains_scores_and_round_trips)
+{
+    fixture fx;
+    if (!setup(&fx))
+        cr_skip_test("no backbone (make backbone needs ../shared/models): skipped");
+    dn_model m, back;
+    dn_model_init(&m);
+    dn_model_init(&back);
+    dn_feats probe;
+    double auroc;
+    train_model_opts(&fx, DN_HEAD_DEVNET, 0, 2, &m, &auroc, &probe);
+    cr_assert_eq(m.scales, 2);
+    cr_assert_gt(auroc, 0.95, "image AUROC %g with two scales", auroc);
+    /* SIZE 128: the half-size input is 64x64, its final map 2x2 */
+    cr_assert(probe.final_half.data && probe.final_half.h == 2 && probe.final_half.w == 2 &&
+              probe.final_half.c == probe.final.c);
+    char path[128];
+    snprintf(path, sizeof path, "%s/two.safetensors", fx.root);
+    dn_error err;
+    cr_assert_eq(dn_model_save(&m, path, &err), DN_OK, "%s", err.msg);
+    cr_assert_eq(dn_model_load(&back, path, &fx.bb), DN_OK, "%s", back.err.msg);
+    cr_assert_eq(back.scales, 2);
+    dn_score a, b;
+    cr_assert_eq(dn_model_score(&m, &probe, &a, &err), DN_OK, "%s", err.msg);
+    cr_assert_eq(dn_model_score(&back, &probe, &b, &err), DN_OK, "%s", err.msg);
+    cr_assert_eq(a.score, b.score);
+    dn_score_free(&a);
+    dn_score_free(&b);
+    /* the same image through the cache, with and without the second scale */
+    char img[160];
+    snprintf(img, sizeof img, "%s/ta/000.png", fx.root);
+    dn_feats cached;
+    dn_feats_init(&cached);
+    fx.x.scales = 2;
+    cr_assert_eq(dn_extractor_file(&fx.x, img, 0, &cached, NULL), DN_OK, "%s", fx.x.err.msg);
+    cr_assert(memcmp(cached.final_half.data, probe.final_half.data,
+                     (size_t)probe.final_half.h * probe.final_half.w * probe.final_half.c * sizeof(float)) == 0);
+    fx.x.scales = 1;
+    cr_assert_eq(dn_extractor_file(&fx.x, img, 0, &cached, NULL), DN_OK, "%s", fx.x.err.msg);
+    dn_fmap keep = cached.final_half;
+    cached.final_half = (dn_fmap){0, 0, 0, NULL}; /* features without it */
+    cr_assert_eq(dn_model_score(&m, &cached, &a, &err), DN_EMISMATCH);
+    cr_assert(strstr(err.msg, "half-scale") != NULL, "%s", err.msg);
+    cached.final_half = keep;
+    dn_feats_free(&cached);
+    const dn_feats *np[2] = {&probe, &probe}, *ap[DN_AUGMENTATIONS];
+    for (int i = 0; i < DN_AUGMENTATIONS; i++)
+        ap[i] = &probe;
+    dn_train_set set = {np, 2, ap, 1, DN_AUGMENTATIONS, "two", NULL};
+    dn_train_opts o;
+    dn_train_opts_default(&o);
+    o.type = DN_HEAD_DEVNET;
+    o.size = SIZE;
+    o.scales = 2;
+    o.tail = 1;
+    cr_assert_eq(dn_train(&back, &set, &o, &fx.bb, &err), DN_EINVAL);
+    cr_assert(strstr(err.msg, "second scale") != NULL, "%s", err.msg);
     dn_feats_free(&probe);
     dn_model_free(&m);
     dn_model_free(&back);
