@@ -150,9 +150,8 @@ static int train_from(const train_args *a, dn_extractor *x, const dn_dataset *d)
                dn_head_type_name(m.type), files.kept_normal, files.kept_anomaly, m.threshold);
     dn_model_free(&m);
     dn_paths_free(apaths, n_anom);
-    for (int i = 0; masks && i < n_anom; i++)
-        free(masks[i]);
-    free(masks);
+    if (masks)
+        dn_paths_free(masks, n_anom);
     free(npaths);
     return rc;
 }

@@ -81,10 +81,17 @@ float dn_topk_abs_mean(const float *s, int n, int k, int *idx)
     return (float)(sum / (filled ? filled : 1));
 }
 
+/* Top-K pooled score of one map; the patch scores go to scores and, with topk (may be
+ * NULL), the indices of the K patches. */
+static float pooled(const dn_head *h, const float *feat, int n_patch, float *scores, int *topk)
+{
+    dn_head_patch_scores(h, feat, n_patch, scores);
+    return dn_topk_abs_mean(scores, n_patch, dn_topk_count(n_patch), topk);
+}
+
 float dn_head_score(const dn_head *h, const float *feat, int n_patch, float *scratch)
 {
-    dn_head_patch_scores(h, feat, n_patch, scratch);
-    return dn_topk_abs_mean(scratch, n_patch, dn_topk_count(n_patch), NULL);
+    return pooled(h, feat, n_patch, scratch, NULL);
 }
 
 float dn_deviation_loss(float score, int y, float mu, float sigma, float *grad)
@@ -161,23 +168,10 @@ void dn_clip_by_norm(float *g, size_t n, float max_norm)
             g[i] *= (float)(max_norm / norm);
 }
 
-/* One scale of an image: its pooled score, the patch scores and the top-K indices. */
-static float pooled(const dn_head *h, const float *feat, int n_patch, float *scores, int *topk)
-{
-    dn_head_patch_scores(h, feat, n_patch, scores);
-    return dn_topk_abs_mean(scores, n_patch, dn_topk_count(n_patch), topk);
-}
-
 float dn_head_image_loss(const dn_head *h, const float *feat, int n_patch, const float *feat_half,
-                         int n_half, int y, float mu, float sigma, float scale, float *grad)
+                         int n_half, int y, float mu, float sigma, float scale, float *scores, int *topk,
+                         float *grad)
 {
-    int n_all = n_patch + (feat_half ? n_half : 0);
-    float *scores = malloc((size_t)n_all * sizeof *scores);
-    int *topk = malloc((size_t)n_all * sizeof *topk);
-    if (!scores || !topk) {
-        free(scores), free(topk);
-        return -1.0f;
-    }
     float *scores_half = scores + n_patch;
     int *topk_half = topk + n_patch;
     float s = pooled(h, feat, n_patch, scores, topk), dl;
@@ -191,8 +185,6 @@ float dn_head_image_loss(const dn_head *h, const float *feat, int n_patch, const
             dn_head_backward(h, feat_half, scores_half, topk_half, dn_topk_count(n_half),
                              share * dl * scale, grad);
     }
-    free(scores);
-    free(topk);
     return loss;
 }
 
@@ -201,11 +193,12 @@ int dn_head_train(dn_head *h, const dn_head_data *d, const dn_head_opts *o, dn_e
     if (d->n_normal < 1 || d->n_anomaly < 1 || d->n_patch < 1)
         return dn_error_set(err, DN_EINVAL, "the head needs normal and anomalous images (%d, %d)",
                             d->n_normal, d->n_anomaly);
-    int n = h->dim + 1;
-    float *grad = malloc((size_t)n * sizeof *grad);
+    int n = h->dim + 1, n_all = d->n_patch + (d->normal_half ? d->n_patch_half : 0);
+    float *grad = malloc((size_t)n * sizeof *grad), *scores = malloc((size_t)n_all * sizeof *scores);
+    int *topk = malloc((size_t)n_all * sizeof *topk);
     dn_adam a;
-    if (dn_adam_init(&a, (size_t)n) || !grad) {
-        free(grad), dn_adam_free(&a);
+    if (dn_adam_init(&a, (size_t)n) || !grad || !scores || !topk) {
+        free(grad), free(scores), free(topk), dn_adam_free(&a);
         return dn_error_set(err, DN_ENOMEM, "out of memory training the head");
     }
     dn_rng r;
@@ -213,24 +206,19 @@ int dn_head_train(dn_head *h, const dn_head_data *d, const dn_head_opts *o, dn_e
     float inv_batch = 1.0f / (2.0f * o->batch);
     for (int step = 0; step < o->steps; step++) {
         if (dn_clock_past(o->deadline) || (o->cancel && *o->cancel)) {
-            free(grad), dn_adam_free(&a);
+            free(grad), free(scores), free(topk), dn_adam_free(&a);
             return dn_error_set(err, DN_ETIMEDOUT, "time budget ran out training the head (step %d of %d)",
                                 step, o->steps);
         }
         float mu, sigma;
         dn_deviation_reference(&r, &mu, &sigma);
         memset(grad, 0, (size_t)n * sizeof *grad);
-        int oom = 0;
         for (int b = 0; b < o->batch; b++) { /* balanced: half normal, half anomalous */
             uint64_t i = dn_rng_below(&r, (uint64_t)d->n_normal), j = dn_rng_below(&r, (uint64_t)d->n_anomaly);
-            oom |= dn_head_image_loss(h, d->normal[i], d->n_patch, d->normal_half ? d->normal_half[i] : NULL,
-                                      d->n_patch_half, 0, mu, sigma, inv_batch, grad) < 0;
-            oom |= dn_head_image_loss(h, d->anomaly[j], d->n_patch, d->anomaly_half ? d->anomaly_half[j] : NULL,
-                                      d->n_patch_half, 1, mu, sigma, inv_batch, grad) < 0;
-        }
-        if (oom) {
-            free(grad), dn_adam_free(&a);
-            return dn_error_set(err, DN_ENOMEM, "out of memory training the head");
+            dn_head_image_loss(h, d->normal[i], d->n_patch, d->normal_half ? d->normal_half[i] : NULL,
+                               d->n_patch_half, 0, mu, sigma, inv_batch, scores, topk, grad);
+            dn_head_image_loss(h, d->anomaly[j], d->n_patch, d->anomaly_half ? d->anomaly_half[j] : NULL,
+                               d->n_patch_half, 1, mu, sigma, inv_batch, scores, topk, grad);
         }
         for (int i = 0; i < h->dim; i++)
             grad[i] += o->weight_decay * h->w[i];
@@ -238,6 +226,6 @@ int dn_head_train(dn_head *h, const dn_head_data *d, const dn_head_opts *o, dn_e
         float lr = step >= (int)(o->lr_decay_at * o->steps) ? 0.1f * o->lr : o->lr;
         dn_adam_step(&a, h->w, grad, (size_t)n, lr);
     }
-    free(grad), dn_adam_free(&a);
+    free(grad), free(scores), free(topk), dn_adam_free(&a);
     return DN_OK;
 }

@@ -79,9 +79,10 @@ void dn_head_backward(const dn_head *h, const float *feat, const float *patch_sc
 /* The deviation loss of one image with label y: its score is the top-K pooled |patch
  * score| of feat (n_patch patches), or with feat_half (may be NULL) the mean of that and
  * the same on feat_half (n_half patches). Adds d loss / d (w, b) * scale to grad (may be
- * NULL). -1 when out of memory. */
+ * NULL). scores and topk are scratch of n_patch (+ n_half with feat_half) each. */
 float dn_head_image_loss(const dn_head *h, const float *feat, int n_patch, const float *feat_half,
-                         int n_half, int y, float mu, float sigma, float scale, float *grad);
+                         int n_half, int y, float mu, float sigma, float scale, float *scores, int *topk,
+                         float *grad);
 
 /* Trains h on d. Returns DN_OK, or DN_EINVAL when there is nothing to train on. */
 int dn_head_train(dn_head *h, const dn_head_data *d, const dn_head_opts *o, dn_error *err);

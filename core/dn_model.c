@@ -98,8 +98,7 @@ static int add_half_scale(const dn_model *m, const dn_feats *f, dn_raw *r, dn_er
     float *s = malloc((size_t)n * sizeof *s);
     if (!s)
         return dn_error_set(err, DN_ENOMEM, "out of memory scoring");
-    dn_head_patch_scores(&m->head, h->data, n, s);
-    r->head = 0.5f * (r->head + dn_topk_abs_mean(s, n, dn_topk_count(n), NULL));
+    r->head = 0.5f * (r->head + dn_head_score(&m->head, h->data, n, s));
     free(s);
     return DN_OK;
 }

@@ -152,67 +152,75 @@ static int train_head(dn_model *m, const dn_backbone *bb, const dn_train_set *se
     return rc;
 }
 
-/* Rows for the defect classifier: every stride-16 patch of every masked anomaly copy,
- * labelled with the share of it inside the mask (soft labels: a patch on a defect's edge
- * counts for what it holds; hard labels at 0.5 gave the same pooled pixel AUROC on
+/* The defect classifier's training rows: every stride-16 patch of every masked anomaly
+ * copy, labelled with the share of it inside the mask (soft labels: a patch on a defect's
+ * edge counts for what it holds; hard labels at 0.5 gave the same pooled pixel AUROC on
  * magnetic_tile but per-image localisation 0.905 instead of 0.921), then patches of the
- * fit normals (label 0), evenly spread, up to DN_SEG_MAX_NEGATIVES. With x NULL it only
- * counts. */
+ * fit normals (label 0), every stride-th, so at most DN_SEG_MAX_NEGATIVES. */
 typedef struct seg_rows {
     float *x, *y;
-    size_t n;
-    double defect; /* sum of y: the defect area, in patches */
-    int dim;
+    size_t n;    /* rows */
+    size_t stride; /* between the normal patches taken */
+    int dim, per;  /* inputs per row; patches per image */
 } seg_rows;
 
-static void seg_row(seg_rows *r, const float *desc, float defect)
+/* Sizes the rows from the masks alone; returns the defect area (sum of the labels). */
+static double size_seg_rows(const dn_train_set *set, int n_fit, seg_rows *r)
 {
-    if (r->x) {
-        memcpy(r->x + r->n * r->dim, desc, (size_t)r->dim * sizeof *r->x);
-        r->y[r->n] = defect;
+    size_t normal_patches = (size_t)n_fit * r->per;
+    double defect = 0;
+    r->stride = (normal_patches + DN_SEG_MAX_NEGATIVES - 1) / DN_SEG_MAX_NEGATIVES;
+    r->n = (normal_patches + r->stride - 1) / r->stride;
+    for (int a = 0; a < set->n_anomaly; a++) {
+        const float *cells = set->anomaly_cells[a];
+        for (size_t p = 0; cells && p < (size_t)set->n_aug * r->per; p++)
+            defect += cells[p];
+        r->n += cells ? (size_t)set->n_aug * r->per : 0;
     }
-    r->n++;
-    r->defect += defect;
+    return defect;
 }
 
-static int collect_seg_rows(const dn_train_set *set, const int *fit, int n_fit, seg_rows *r, dn_error *err)
+static void seg_row(seg_rows *r, size_t *row, const float *desc, float defect)
 {
-    const dn_feats *f0 = set->normal[fit[0]];
-    int per = f0->s16.h * f0->s16.w, rc = DN_OK;
-    size_t stride = ((size_t)n_fit * per + DN_SEG_MAX_NEGATIVES - 1) / DN_SEG_MAX_NEGATIVES;
-    int bdim = r->dim / 2;
-    float *desc = malloc((size_t)per * r->dim * sizeof *desc), *bd = malloc((size_t)per * bdim * sizeof *bd);
-    if (!desc || !bd) {
-        free(desc), free(bd);
-        return dn_error_set(err, DN_ENOMEM, "out of memory for the defect classifier");
-    }
-    r->n = 0;
-    r->defect = 0;
+    memcpy(r->x + *row * r->dim, desc, (size_t)r->dim * sizeof *r->x);
+    r->y[(*row)++] = defect;
+}
+
+/* The classifier's inputs for one image's features (desc: per x dim, scratch: per x dim/2). */
+static int seg_inputs_of(const dn_feats *f, const seg_rows *r, float *scratch, float *desc, dn_error *err)
+{
+    if (f->s16.h * f->s16.w != r->per)
+        return dn_error_set(err, DN_EINVAL, "features of different sizes in one training set");
+    int rc = dn_patch_descriptors(&f->s8, &f->s16, scratch, err);
+    if (!rc)
+        dn_seg_inputs(scratch, r->per, r->dim / 2, desc);
+    return rc;
+}
+
+static int fill_seg_rows(const dn_train_set *set, const int *fit, int n_fit, seg_rows *r, dn_error *err)
+{
+    float *desc = malloc((size_t)r->per * r->dim * sizeof *desc);
+    float *scratch = malloc((size_t)r->per * (r->dim / 2) * sizeof *scratch);
+    int rc = desc && scratch ? DN_OK : dn_error_set(err, DN_ENOMEM, "out of memory for the defect classifier");
+    size_t row = 0;
     for (int a = 0; a < set->n_anomaly * set->n_aug && !rc; a++) {
         const float *cells = set->anomaly_cells[a / set->n_aug];
-        const dn_feats *f = set->anomaly[a];
-        if (!cells)
+        if (!cells || (rc = seg_inputs_of(set->anomaly[a], r, scratch, desc, err)))
             continue;
-        rc = f->s16.h * f->s16.w == per ? dn_patch_descriptors(&f->s8, &f->s16, bd, err)
-                                        : dn_error_set(err, DN_EINVAL, "features of different sizes in one training set");
-        if (!rc)
-            dn_seg_inputs(bd, per, bdim, desc);
-        cells += (size_t)(a % set->n_aug) * per;
-        for (int p = 0; !rc && p < per; p++)
-            seg_row(r, desc + (size_t)p * r->dim, cells[p]);
+        cells += (size_t)(a % set->n_aug) * r->per;
+        for (int p = 0; p < r->per; p++)
+            seg_row(r, &row, desc + (size_t)p * r->dim, cells[p]);
     }
-    int described = -1; /* the fit normal whose descriptors desc holds */
-    for (size_t g = 0; !rc && g < (size_t)n_fit * per; g += stride) {
-        int img = (int)(g / per);
-        const dn_feats *f = set->normal[fit[img]];
-        if (r->x && img != described && !(rc = dn_patch_descriptors(&f->s8, &f->s16, bd, err)))
-            dn_seg_inputs(bd, per, bdim, desc);
+    int described = -1; /* the fit normal whose inputs desc holds */
+    for (size_t g = 0; !rc && g < (size_t)n_fit * r->per; g += r->stride) {
+        int img = (int)(g / r->per);
+        if (img != described && (rc = seg_inputs_of(set->normal[fit[img]], r, scratch, desc, err)))
+            break;
         described = img;
-        if (!rc)
-            seg_row(r, desc + (g % per) * r->dim, 0);
+        seg_row(r, &row, desc + (g % r->per) * r->dim, 0);
     }
     free(desc);
-    free(bd);
+    free(scratch);
     return rc;
 }
 
@@ -224,15 +232,14 @@ static int train_seg(dn_model *m, const dn_train_set *set, const int *fit, int n
     m->has_seg = 0;
     if (m->type != DN_HEAD_FUSION || !m->has_bank || !set->anomaly_cells)
         return DN_OK;
-    seg_rows r = {NULL, NULL, 0, 0, 2 * m->bank.dim};
-    int rc = collect_seg_rows(set, fit, n_fit, &r, err);
-    if (rc || r.defect < DN_SEG_MIN_DEFECT)
-        return rc;
-    size_t n = r.n;
-    r.x = malloc(n * r.dim * sizeof *r.x);
-    r.y = malloc(n * sizeof *r.y);
-    rc = r.x && r.y ? collect_seg_rows(set, fit, n_fit, &r, err)
-                    : dn_error_set(err, DN_ENOMEM, "out of memory for the defect classifier");
+    const dn_feats *f0 = set->normal[fit[0]];
+    seg_rows r = {NULL, NULL, 0, 1, 2 * m->bank.dim, f0->s16.h * f0->s16.w};
+    if (size_seg_rows(set, n_fit, &r) < DN_SEG_MIN_DEFECT)
+        return DN_OK;
+    r.x = malloc(r.n * r.dim * sizeof *r.x);
+    r.y = malloc(r.n * sizeof *r.y);
+    int rc = r.x && r.y ? fill_seg_rows(set, fit, n_fit, &r, err)
+                        : dn_error_set(err, DN_ENOMEM, "out of memory for the defect classifier");
     dn_seg_opts so;
     dn_seg_opts_default(&so);
     so.deadline = o->deadline;

@@ -93,14 +93,15 @@ Test(head, two_scale_image_loss_gradient_matches_finite_differences)
     dn_error err;
     cr_assert_eq(dn_head_init(&h, DIM, 5, &err), DN_OK);
     uint64_t seed = 17;
-    float feat[N * DIM], half[NH * DIM];
+    float feat[N * DIM], half[NH * DIM], scores[N + NH];
+    int topk[N + NH];
     for (int i = 0; i < N * DIM; i++)
         feat[i] = dn_test_uniform(&seed, -2, 2);
     for (int i = 0; i < NH * DIM; i++)
         half[i] = dn_test_uniform(&seed, -2, 2);
     for (int y = 0; y <= 1; y++) {
         float grad[DIM + 1] = {0};
-        float loss = dn_head_image_loss(&h, feat, N, half, NH, y, 0.1f, 0.9f, 1.0f, grad);
+        float loss = dn_head_image_loss(&h, feat, N, half, NH, y, 0.1f, 0.9f, 1.0f, scores, topk, grad);
         cr_assert(loss >= 0);
         double g2 = 0;
         for (int j = 0; j <= DIM; j++)
@@ -109,16 +110,16 @@ Test(head, two_scale_image_loss_gradient_matches_finite_differences)
         for (int j = 0; j <= DIM; j++) {
             double step = 1e-3, saved = h.w[j];
             h.w[j] = (float)(saved + step);
-            double up = dn_head_image_loss(&h, feat, N, half, NH, y, 0.1f, 0.9f, 1.0f, NULL);
+            double up = dn_head_image_loss(&h, feat, N, half, NH, y, 0.1f, 0.9f, 1.0f, scores, topk, NULL);
             h.w[j] = (float)(saved - step);
-            double down = dn_head_image_loss(&h, feat, N, half, NH, y, 0.1f, 0.9f, 1.0f, NULL);
+            double down = dn_head_image_loss(&h, feat, N, half, NH, y, 0.1f, 0.9f, 1.0f, scores, topk, NULL);
             h.w[j] = (float)saved;
             double fd = (up - down) / (2 * step);
             cr_assert(fabs(fd - grad[j]) < 2e-3 * (1 + fabs(fd)), "label %d, param %d: analytic %g, numeric %g",
                       y, j, grad[j], fd);
         }
         /* one scale is the plain pooled score */
-        float one = dn_head_image_loss(&h, feat, N, NULL, 0, y, 0.1f, 0.9f, 1.0f, NULL), scratch[N], dl;
+        float one = dn_head_image_loss(&h, feat, N, NULL, 0, y, 0.1f, 0.9f, 1.0f, scores, topk, NULL), scratch[N], dl;
         float want = dn_deviation_loss(dn_head_score(&h, feat, N, scratch), y, 0.1f, 0.9f, &dl);
         cr_assert_float_eq(one, want, 1e-6);
     }

@@ -337,6 +337,22 @@ Test(train, zero_anomalies_train_the_normality_branch)
     teardown(&fx);
 }
 
+/* Saves m as root/name, loads it back into back and checks it scores probe the same. */
+static void reload_scores_the_same(fixture *fx, const char *name, const dn_model *m, dn_model *back,
+                                   const dn_feats *probe, char path[128])
+{
+    snprintf(path, 128, "%s/%s", fx->root, name);
+    dn_error err;
+    cr_assert_eq(dn_model_save(m, path, &err), DN_OK, "%s", err.msg);
+    cr_assert_eq(dn_model_load(back, path, &fx->bb), DN_OK, "%s", back->err.msg);
+    dn_score a, b;
+    cr_assert_eq(dn_model_score(m, probe, &a, &err), DN_OK, "%s", err.msg);
+    cr_assert_eq(dn_model_score(back, probe, &b, &err), DN_OK, "%s", err.msg);
+    cr_assert_eq(a.score, b.score, "the reloaded model scores %g, the trained one %g", b.score, a.score);
+    dn_score_free(&a);
+    dn_score_free(&b);
+}
+
 Test(train, tail_fine_tuning_trains_scores_and_round_trips)
 {
     fixture fx;
@@ -351,19 +367,9 @@ Test(train, tail_fine_tuning_trains_scores_and_round_trips)
     cr_assert(m.has_tail && m.has_head && !m.has_bank);
     cr_assert_gt(auroc, 0.9, "image AUROC %g with the tail fine-tuned", auroc);
     char path[128];
-    snprintf(path, sizeof path, "%s/tail.safetensors", fx.root);
-    dn_error err;
-    cr_assert_eq(dn_model_save(&m, path, &err), DN_OK, "%s", err.msg);
-    cr_assert_eq(dn_model_load(&back, path, &fx.bb), DN_OK, "%s", back.err.msg);
+    reload_scores_the_same(&fx, "tail.safetensors", &m, &back, &probe, path);
     cr_assert(back.has_tail);
     cr_assert_eq(dn_model_load(&back, path, NULL), DN_EFORMAT, "a tail needs the backbone");
-    cr_assert_eq(dn_model_load(&back, path, &fx.bb), DN_OK, "%s", back.err.msg);
-    dn_score a, b;
-    cr_assert_eq(dn_model_score(&m, &probe, &a, &err), DN_OK, "%s", err.msg);
-    cr_assert_eq(dn_model_score(&back, &probe, &b, &err), DN_OK, "%s", err.msg);
-    cr_assert_eq(a.score, b.score, "the reloaded model scores %g, the trained one %g", b.score, a.score);
-    dn_score_free(&a);
-    dn_score_free(&b);
     dn_feats_free(&probe);
     dn_model_free(&m);
     dn_model_free(&back);
@@ -390,17 +396,10 @@ Test(train, second_scale_trains_scores_and_round_trips)
     cr_assert(probe.final_half.data && probe.final_half.h == 2 && probe.final_half.w == 2 &&
               probe.final_half.c == probe.final.c);
     char path[128];
-    snprintf(path, sizeof path, "%s/two.safetensors", fx.root);
-    dn_error err;
-    cr_assert_eq(dn_model_save(&m, path, &err), DN_OK, "%s", err.msg);
-    cr_assert_eq(dn_model_load(&back, path, &fx.bb), DN_OK, "%s", back.err.msg);
+    reload_scores_the_same(&fx, "two.safetensors", &m, &back, &probe, path);
     cr_assert_eq(back.scales, 2);
-    dn_score a, b;
-    cr_assert_eq(dn_model_score(&m, &probe, &a, &err), DN_OK, "%s", err.msg);
-    cr_assert_eq(dn_model_score(&back, &probe, &b, &err), DN_OK, "%s", err.msg);
-    cr_assert_eq(a.score, b.score);
-    dn_score_free(&a);
-    dn_score_free(&b);
+    dn_error err;
+    dn_score a;
     /* the same image through the cache, with and without the second scale */
     char img[160];
     snprintf(img, sizeof img, "%s/ta/000.png", fx.root);
