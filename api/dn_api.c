@@ -117,6 +117,8 @@ cJSON *dn_api_model_json(const dn_model *m)
     cJSON_AddNumberToObject(o, "threshold", dn_api_round(m->threshold));
     cJSON_AddStringToObject(o, "backbone_sha256", m->backbone_sha256);
     cJSON_AddNumberToObject(o, "calibration_images", m->n_cal);
+    if (m->has_head)
+        cJSON_AddStringToObject(o, "head_input", dn_head_input_name(m->head_input));
     if (m->has_bank)
         cJSON_AddNumberToObject(o, "memory_bank_patches", m->bank.n);
     cJSON *info = cJSON_Parse(m->info);

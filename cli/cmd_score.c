@@ -108,6 +108,7 @@ int cmd_score(int argc, char **argv)
     else if (dn_extractor_init(&x, &bb, m.size, NULL))
         rc = cli_fail("features", &x.err);
     x.scales = m.scales;
+    x.mid_only = dn_model_mid_only(&m);
     int several = argc - a.first_image > 1, setup_failed = rc;
     for (int i = a.first_image, n = 0; !setup_failed && i < argc; i++) {
         if (argv[i][0] == '-') {

@@ -15,7 +15,7 @@ typedef struct train_args {
     long seed;
 } train_args;
 
-/* Options shared with eval: --data, --shots, --head, --size, --scales, --tail, --no-masks,
+/* Options shared with eval: --data, --shots, --head, --head-input, --size, --scales, --tail, --no-masks,
  * --threshold, --quantile, --cache, --no-cache, --backbone. Returns 1 if argv[*i] was one of them
  * (consuming its value), 0 if not, or -1 on a bad value (after printing why). */
 int cli_model_option(int argc, char **argv, int *i, cli_model_args *m)
@@ -40,6 +40,9 @@ int cli_model_option(int argc, char **argv, int *i, cli_model_args *m)
     if (!strcmp(a, "--head")) {
         if (dn_head_type_parse(v, &o->type))
             return cli_usage("--head takes devnet, normality or fusion"), -1;
+    } else if (!strcmp(a, "--head-input")) {
+        if (dn_head_input_parse(v, &o->head_input))
+            return cli_usage("--head-input takes final or patches"), -1;
     } else if (!strcmp(a, "--size")) {
         if (cli_int(v, 32, DN_MAX_INPUT_SIDE, &n))
             return cli_usage("--size takes 32..%d", DN_MAX_INPUT_SIDE), -1;

@@ -25,6 +25,23 @@ int dn_head_type_parse(const char *s, dn_head_type *t)
     return -1;
 }
 
+static const char *const input_names[] = {"final", "patches"};
+
+const char *dn_head_input_name(dn_head_input in)
+{
+    return (unsigned)in < 2 ? input_names[in] : "?";
+}
+
+int dn_head_input_parse(const char *s, dn_head_input *in)
+{
+    for (int i = 0; i < 2; i++)
+        if (!strcmp(s, input_names[i])) {
+            *in = (dn_head_input)i;
+            return 0;
+        }
+    return -1;
+}
+
 void dn_model_init(dn_model *m)
 {
     memset(m, 0, sizeof *m);
@@ -103,60 +120,94 @@ static int add_half_scale(const dn_model *m, const dn_feats *f, dn_raw *r, dn_er
     return DN_OK;
 }
 
-static int raw_head(const dn_model *m, const dn_feats *f, dn_raw *r, dn_error *err)
+/* The head's patch scores |s_p| on an hw-patch grid of inputs, and their pooled score. */
+static int head_patches(const dn_model *m, const float *in, int h, int w, dn_raw *r, dn_error *err)
 {
-    int n = f->final.h * f->final.w;
+    int n = h * w;
+    r->hf = h;
+    r->wf = w;
+    if (!(r->head_patches = malloc((size_t)n * sizeof(float))))
+        return dn_error_set(err, DN_ENOMEM, "out of memory scoring");
+    dn_head_patch_scores(&m->head, in, n, r->head_patches);
+    for (int i = 0; i < n; i++)
+        r->head_patches[i] = fabsf(r->head_patches[i]);
+    r->head = topk_mean(r->head_patches, n);
+    return DN_OK;
+}
+
+static int raw_head_final(const dn_model *m, const dn_feats *f, dn_raw *r, dn_error *err)
+{
     if (f->final.c != m->head.dim)
         return dn_error_set(err, DN_EMISMATCH, "features have %d channels, the head %d",
                             f->final.c, m->head.dim);
-    r->hf = f->final.h;
-    r->wf = f->final.w;
     float *acts;
     const float *final = head_input(m, f, &acts, err);
     if (!final)
         return err->code;
-    if (!(r->head_patches = malloc((size_t)n * sizeof(float)))) {
-        free(acts);
-        return dn_error_set(err, DN_ENOMEM, "out of memory scoring");
-    }
-    dn_head_patch_scores(&m->head, final, n, r->head_patches);
+    int rc = head_patches(m, final, f->final.h, f->final.w, r, err);
     free(acts);
-    for (int i = 0; i < n; i++)
-        r->head_patches[i] = fabsf(r->head_patches[i]);
-    r->head = topk_mean(r->head_patches, n);
-    return m->scales == 2 ? add_half_scale(m, f, r, err) : DN_OK;
+    return !rc && m->scales == 2 ? add_half_scale(m, f, r, err) : rc;
 }
 
-static int raw_bank(const dn_model *m, const dn_feats *f, dn_raw *r, dn_error *err)
+/* The normality branch on the image's descriptors, and the defect classifier on their
+ * inputs in (dn_seg_inputs; it is used as scratch after that). */
+static int raw_bank(const dn_model *m, const float *desc, float *in, dn_raw *r, dn_error *err)
 {
-    int n = f->s16.h * f->s16.w, dim = f->s8.c + f->s16.c;
-    if (dim != m->bank.dim)
-        return dn_error_set(err, DN_EMISMATCH, "descriptors have %d dimensions, the bank %d", dim,
-                            m->bank.dim);
-    r->h16 = f->s16.h;
-    r->w16 = f->s16.w;
-    float *desc = malloc((size_t)n * dim * sizeof *desc);
+    int n = r->h16 * r->w16;
     r->bank_patches = malloc((size_t)n * sizeof(float));
     r->seg_patches = m->has_seg ? malloc((size_t)n * sizeof(float)) : NULL;
-    int rc = desc && r->bank_patches && (r->seg_patches || !m->has_seg)
-                 ? DN_OK
-                 : dn_error_set(err, DN_ENOMEM, "out of memory scoring");
-    if (!rc)
-        rc = dn_patch_descriptors(&f->s8, &f->s16, desc, err);
-    if (!rc)
-        rc = dn_bank_nearest(&m->bank, desc, n, r->bank_patches, NULL, err);
-    float *in = !rc && m->has_seg ? malloc((size_t)n * 2 * dim * sizeof *in) : NULL;
-    if (!rc && m->has_seg && !in)
-        rc = dn_error_set(err, DN_ENOMEM, "out of memory scoring");
+    if (!r->bank_patches || (m->has_seg && !r->seg_patches))
+        return dn_error_set(err, DN_ENOMEM, "out of memory scoring");
+    int rc = dn_bank_nearest(&m->bank, desc, n, r->bank_patches, NULL, err);
     if (!rc && m->has_seg) {
-        dn_seg_inputs(desc, n, dim, in);
         dn_seg_scores(&m->seg, in, n, r->seg_patches);
-        dn_seg_smooth(r->seg_patches, r->h16, r->w16, in); /* in is no longer needed */
+        dn_seg_smooth(r->seg_patches, r->h16, r->w16, in);
     }
-    free(in);
-    free(desc);
     if (!rc)
         r->bank = topk_mean(r->bank_patches, n);
+    return rc;
+}
+
+static int uses_patches(const dn_model *m)
+{
+    return m->has_head && m->head_input == DN_HEAD_INPUT_PATCHES;
+}
+
+/* The stride-16 patch descriptors (desc) and, for the defect classifier and a head on
+ * the patches, each with its difference from the image mean (in). */
+static int patch_inputs(const dn_model *m, const dn_feats *f, float **desc, float **in, dn_error *err)
+{
+    int n = f->s16.h * f->s16.w, dim = f->s8.c + f->s16.c;
+    if (m->has_bank && dim != m->bank.dim)
+        return dn_error_set(err, DN_EMISMATCH, "descriptors have %d dimensions, the bank %d", dim,
+                            m->bank.dim);
+    if (uses_patches(m) && 2 * dim != m->head.dim)
+        return dn_error_set(err, DN_EMISMATCH, "patch inputs have %d dimensions, the head %d", 2 * dim,
+                            m->head.dim);
+    *desc = malloc((size_t)n * dim * sizeof **desc);
+    *in = m->has_seg || uses_patches(m) ? malloc((size_t)n * 2 * dim * sizeof **in) : NULL;
+    if (!*desc || (!*in && (m->has_seg || uses_patches(m))))
+        return dn_error_set(err, DN_ENOMEM, "out of memory scoring");
+    int rc = dn_patch_descriptors(&f->s8, &f->s16, *desc, err);
+    if (!rc && *in)
+        dn_seg_inputs(*desc, n, dim, *in);
+    return rc;
+}
+
+size_t dn_patch_input_floats(const dn_feats *f)
+{
+    return (size_t)f->s16.h * f->s16.w * 2 * (f->s8.c + f->s16.c);
+}
+
+int dn_patch_inputs(const dn_feats *f, float *out, dn_error *err)
+{
+    int n = f->s16.h * f->s16.w, dim = f->s8.c + f->s16.c;
+    float *desc = malloc((size_t)n * dim * sizeof *desc);
+    int rc = desc ? dn_patch_descriptors(&f->s8, &f->s16, desc, err)
+                  : dn_error_set(err, DN_ENOMEM, "out of memory for the patch inputs");
+    if (!rc)
+        dn_seg_inputs(desc, n, dim, out);
+    free(desc);
     return rc;
 }
 
@@ -165,9 +216,17 @@ int dn_model_raw(const dn_model *m, const dn_feats *f, dn_raw *r, dn_error *err)
     memset(r, 0, sizeof *r);
     r->h16 = f->s16.h;
     r->w16 = f->s16.w;
-    int rc = m->has_head ? raw_head(m, f, r, err) : DN_OK;
+    int rc = DN_OK;
+    float *desc = NULL, *in = NULL;
+    if (m->has_bank || uses_patches(m))
+        rc = patch_inputs(m, f, &desc, &in, err);
+    /* the head first: the defect classifier reuses in as scratch */
+    if (!rc && m->has_head)
+        rc = uses_patches(m) ? head_patches(m, in, r->h16, r->w16, r, err) : raw_head_final(m, f, r, err);
     if (!rc && m->has_bank)
-        rc = raw_bank(m, f, r, err);
+        rc = raw_bank(m, desc, in, r, err);
+    free(desc);
+    free(in);
     if (rc)
         dn_raw_free(r);
     return rc;
@@ -239,7 +298,7 @@ static void top_patches(dn_score *s)
 
 int dn_model_mid_only(const dn_model *m)
 {
-    return !m->has_head;
+    return !m->has_head || m->head_input == DN_HEAD_INPUT_PATCHES;
 }
 
 int dn_model_score(const dn_model *m, const dn_feats *f, dn_score *s, dn_error *err)
@@ -278,6 +337,7 @@ static char *model_json(const dn_model *m)
     cJSON_AddNumberToObject(o, "input_size", m->size);
     cJSON_AddBoolToObject(o, "tail", m->has_tail);
     cJSON_AddNumberToObject(o, "scales", m->scales);
+    cJSON_AddStringToObject(o, "head_input", dn_head_input_name(m->head_input));
     cJSON_AddNumberToObject(o, "topk_fraction", DN_DEVNET_TOPK_FRACTION);
     cJSON_AddNumberToObject(o, "threshold", m->threshold);
     cJSON_AddNumberToObject(o, "w_head", m->w_head);
@@ -368,10 +428,14 @@ static int parse_model_json(dn_model *m, const char *text)
         bad = 1;
     bad = bad || (scales != 1 && scales != 2);
     m->scales = bad ? 1 : (int)scales;
+    const cJSON *input = cJSON_GetObjectItemCaseSensitive(o, "head_input"); /* none: final */
+    if (input && (!cJSON_IsString(input) || dn_head_input_parse(input->valuestring, &m->head_input)))
+        bad = 1;
+    bad = bad || (m->head_input == DN_HEAD_INPUT_PATCHES && (m->has_tail || m->scales != 1));
     bad = bad || (m->has_seg && (read_stat(o, "patch_seg", &m->patch_seg) ||
                                  read_stat(o, "patch_sum", &m->patch_sum)));
     cJSON_Delete(o);
-    return bad ? dn_error_set(&m->err, DN_EFORMAT, "model metadata is incomplete or not finite") : DN_OK;
+    return bad ? dn_error_set(&m->err, DN_EFORMAT, "model metadata is incomplete, inconsistent or not finite") : DN_OK;
 }
 
 /* The defect classifier reads the bank's descriptors: its weights must match them. */
@@ -417,6 +481,10 @@ static int load_tensors(dn_model *m, const dn_safetensors *st, const dn_backbone
     }
     if (m->has_bank)
         rc = dn_bank_from(&m->bank, bank->data, (int)bank->shape[0], (int)bank->shape[1], &m->err);
+    if (!rc && m->has_head && m->has_bank && m->head_input == DN_HEAD_INPUT_PATCHES &&
+        m->head.dim != 2 * m->bank.dim)
+        rc = dn_error_set(&m->err, DN_EFORMAT, "model's head on the patches has %d inputs, not twice the bank's %d",
+                          m->head.dim, m->bank.dim);
     if (!rc && m->has_seg)
         rc = load_seg(m, dn_st_find(st, "seg"));
     const dn_st_tensor *tail = dn_st_find(st, "tail");

@@ -26,6 +26,14 @@
 
 typedef enum dn_head_type { DN_HEAD_DEVNET = 0, DN_HEAD_NORMALITY, DN_HEAD_FUSION } dn_head_type;
 
+/* What the DevNet head reads:
+ *   final    the backbone's final map (stride 32, 1280 channels): the paper's head, and
+ *            the most accurate fusion on the dev sets (docs/ACCURACY.md);
+ *   patches  each stride-16 patch descriptor of the normality branch and its difference
+ *            from the image's mean descriptor (the defect classifier's input): the forward
+ *            pass then stops at stride 16, which costs about 30 % less per image. */
+typedef enum dn_head_input { DN_HEAD_INPUT_FINAL = 0, DN_HEAD_INPUT_PATCHES } dn_head_input;
+
 /* Mean and standard deviation of a score over held-out normals. */
 typedef struct dn_stat {
     float mu, sigma;
@@ -36,6 +44,7 @@ typedef struct dn_model {
     int size;            /* backbone input size */
     int has_head, has_bank, has_tail, has_seg;
     int scales;          /* the head's scales: 1, or 2 with the input downscaled 2x */
+    dn_head_input head_input;
     dn_head head;
     dn_tail tail;        /* fine-tuned backbone tail under the head (has_tail) */
     dn_bank bank;
@@ -67,6 +76,8 @@ typedef struct dn_score {
 
 const char *dn_head_type_name(dn_head_type t);
 int dn_head_type_parse(const char *s, dn_head_type *t);
+const char *dn_head_input_name(dn_head_input in);
+int dn_head_input_parse(const char *s, dn_head_input *in);
 
 void dn_model_init(dn_model *m);
 void dn_model_free(dn_model *m);
@@ -76,7 +87,7 @@ void dn_score_free(dn_score *s);
 /* Raw branch outputs of one image, before standardisation. */
 typedef struct dn_raw {
     float head, bank;          /* image scores */
-    float *head_patches;       /* final grid, |s_p| */
+    float *head_patches;       /* the head's grid (final, or stride 16), |s_p| */
     float *bank_patches;       /* stride-16 grid, nearest-neighbour distances */
     float *seg_patches;        /* stride-16 grid, defect classifier logits (has_seg) */
     int hf, wf, h16, w16;
@@ -85,6 +96,11 @@ typedef struct dn_raw {
 void dn_raw_free(dn_raw *r);
 /* The branches of m on one image's features. */
 int dn_model_raw(const dn_model *m, const dn_feats *f, dn_raw *r, dn_error *err);
+/* The inputs of a head on the patches and of the defect classifier for one image: on the
+ * stride-16 grid, each patch descriptor (dn_patch_descriptors, dim floats) followed by
+ * its difference from the image's mean descriptor; out holds dn_patch_input_floats(f). */
+size_t dn_patch_input_floats(const dn_feats *f);
+int dn_patch_inputs(const dn_feats *f, float *out, dn_error *err);
 /* Standardised fused score of raw outputs (sigma units). */
 float dn_model_fuse(const dn_model *m, const dn_raw *r, float *head_z, float *bank_z);
 /* A patch's standardised normality distance plus its standardised defect logit (has_seg),
@@ -92,8 +108,8 @@ float dn_model_fuse(const dn_model *m, const dn_raw *r, float *head_z, float *ba
 float dn_model_patch_sum(const dn_model *m, float bank, float seg);
 /* Scores one image's features: score, p-value, verdict, patch map, top patches. */
 int dn_model_score(const dn_model *m, const dn_feats *f, dn_score *s, dn_error *err);
-/* Whether scoring reads only the mid-level maps (a model without a head): the forward
- * pass can stop there (dn_extractor.mid_only). */
+/* Whether scoring reads only the mid-level maps (a model without a head, or whose head
+ * reads the patch descriptors): the forward pass can stop there (dn_extractor.mid_only). */
 int dn_model_mid_only(const dn_model *m);
 
 /* safetensors file: head weights, memory bank, calibration scores; __metadata__ holds

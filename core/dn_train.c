@@ -85,30 +85,99 @@ static int build_bank(dn_model *m, const dn_train_set *set, const int *fit, int 
     return rc;
 }
 
+/* What the head trains on, per fit normal (in fit order) and per anomaly copy: the final
+ * map (or the tail's input) of the features, or, for a head on the patches, their patch
+ * inputs, computed once for every fit of the training (the fusion weights' folds too). */
+typedef struct head_inputs {
+    const float **normal, **anomaly;
+    float *buf; /* the patch inputs (head on the patches) */
+    int per, dim; /* patches per image, inputs per patch */
+} head_inputs;
+
+static void head_inputs_free(head_inputs *hi)
+{
+    free(hi->normal);
+    free(hi->buf);
+    memset(hi, 0, sizeof *hi);
+}
+
+/* The patch inputs of n images into hi->buf from row `at` on, pointers into out. */
+static int compute_patch_inputs(head_inputs *hi, const dn_feats *const *f, int n, size_t *at,
+                                const float **out, dn_error *err)
+{
+    size_t floats = (size_t)hi->per * hi->dim;
+    int rc = DN_OK;
+    for (int i = 0; !rc && i < n; i++, (*at)++) {
+        out[i] = hi->buf + *at * floats;
+        rc = dn_patch_input_floats(f[i]) != floats
+                 ? dn_error_set(err, DN_EINVAL, "features of different sizes in one training set")
+                 : dn_patch_inputs(f[i], hi->buf + *at * floats, err);
+    }
+    return rc;
+}
+
+static int head_inputs_init(head_inputs *hi, const dn_train_set *set, const int *fit, int n_fit,
+                            const dn_train_opts *o, dn_error *err)
+{
+    int n_copies = set->n_anomaly * set->n_aug;
+    const dn_feats *f0 = set->normal[fit[0]];
+    memset(hi, 0, sizeof *hi);
+    if (!(hi->normal = malloc(((size_t)n_fit + n_copies + 1) * sizeof *hi->normal)))
+        return dn_error_set(err, DN_ENOMEM, "out of memory training the head");
+    hi->anomaly = hi->normal + n_fit;
+    if (o->head_input == DN_HEAD_INPUT_FINAL) {
+        hi->per = f0->final.h * f0->final.w;
+        hi->dim = f0->final.c;
+        for (int i = 0; i < n_fit; i++)
+            hi->normal[i] = o->tail ? set->normal[fit[i]]->tail_in.data : set->normal[fit[i]]->final.data;
+        for (int i = 0; i < n_copies; i++)
+            hi->anomaly[i] = o->tail ? set->anomaly[i]->tail_in.data : set->anomaly[i]->final.data;
+        return DN_OK;
+    }
+    if (o->tail || o->scales != 1)
+        return dn_error_set(err, DN_EINVAL, "a head on the patches goes with neither the tail fine-tuning "
+                                            "nor the second scale");
+    hi->per = f0->s16.h * f0->s16.w;
+    hi->dim = 2 * (f0->s8.c + f0->s16.c);
+    const dn_feats **fits = malloc(((size_t)n_fit + 1) * sizeof *fits);
+    hi->buf = malloc(((size_t)n_fit + n_copies) * hi->per * hi->dim * sizeof *hi->buf);
+    int rc = fits && hi->buf ? DN_OK : dn_error_set(err, DN_ENOMEM, "out of memory for the head's patch inputs");
+    for (int i = 0; !rc && i < n_fit; i++)
+        fits[i] = set->normal[fit[i]];
+    size_t at = 0;
+    if (!rc)
+        rc = compute_patch_inputs(hi, fits, n_fit, &at, hi->normal, err);
+    if (!rc)
+        rc = compute_patch_inputs(hi, set->anomaly, n_copies, &at, hi->anomaly, err);
+    free(fits);
+    return rc;
+}
+
 /* Trains a head on the fit normals and the labelled anomalies, leaving out those of fold
  * `fold` (anomaly a is in fold a % n_folds; n_folds 0 leaves none out). */
-static int fit_head(dn_model *hm, const dn_backbone *bb, const dn_train_set *set, const int *fit,
-                    int n_fit, int fold, int n_folds, const dn_train_opts *o, uint64_t seed, dn_error *err)
+static int fit_head(dn_model *hm, const dn_backbone *bb, const dn_train_set *set, const head_inputs *hi,
+                    const int *fit, int n_fit, int fold, int n_folds, const dn_train_opts *o, uint64_t seed,
+                    dn_error *err)
 {
-    int n_copies = set->n_anomaly * set->n_aug, dim = set->normal[fit[0]]->final.c, n_a = 0;
+    int n_copies = set->n_anomaly * set->n_aug, n_a = 0;
     int two = o->scales == 2;
     const float **normal = malloc(2 * (size_t)n_fit * sizeof *normal), **normal_half = normal + n_fit;
     const float **anomaly = malloc(2 * ((size_t)n_copies + 1) * sizeof *anomaly);
     const float **anomaly_half = anomaly ? anomaly + n_copies + 1 : NULL;
-    int rc = normal && anomaly ? dn_head_init(&hm->head, dim, seed, err)
+    int rc = normal && anomaly ? dn_head_init(&hm->head, hi->dim, seed, err)
                                : dn_error_set(err, DN_ENOMEM, "out of memory training the head");
     hm->has_head = 1;
     hm->has_tail = o->tail;
     hm->scales = o->scales;
+    hm->head_input = o->head_input;
     if (!rc && two && o->tail)
         rc = dn_error_set(err, DN_EINVAL, "the head's second scale and the tail fine-tuning do not go together");
     if (!rc && o->tail)
         rc = dn_tail_init(&hm->tail, bb, err);
     for (int i = 0; !rc && i < n_fit; i++) {
-        const dn_feats *f = set->normal[fit[i]];
-        normal[i] = o->tail ? f->tail_in.data : f->final.data;
-        normal_half[i] = f->final_half.data;
-        if (two && !f->final_half.data)
+        normal[i] = hi->normal[i];
+        normal_half[i] = set->normal[fit[i]]->final_half.data;
+        if (two && !normal_half[i])
             rc = dn_error_set(err, DN_EINVAL, "features lack the half-scale map (extract with scales 2)");
     }
     for (int i = 0; !rc && i < n_copies; i++)
@@ -116,7 +185,7 @@ static int fit_head(dn_model *hm, const dn_backbone *bb, const dn_train_set *set
             anomaly_half[n_a] = set->anomaly[i]->final_half.data;
             if (two && !anomaly_half[n_a])
                 rc = dn_error_set(err, DN_EINVAL, "features lack the half-scale map (extract with scales 2)");
-            anomaly[n_a++] = o->tail ? set->anomaly[i]->tail_in.data : set->anomaly[i]->final.data;
+            anomaly[n_a++] = hi->anomaly[i];
         }
     const dn_feats *f0 = set->normal[fit[0]];
     if (!rc && o->tail && !f0->tail_in.data)
@@ -129,7 +198,7 @@ static int fit_head(dn_model *hm, const dn_backbone *bb, const dn_train_set *set
         to.cancel = o->cancel;
         rc = dn_tail_train(&hm->tail, &hm->head, &d, &to, err);
     } else if (!rc) {
-        dn_head_data d = {normal, n_fit, anomaly, n_a, f0->final.h * f0->final.w,
+        dn_head_data d = {normal, n_fit, anomaly, n_a, hi->per,
                           two ? normal_half : NULL, two ? anomaly_half : NULL,
                           f0->final_half.h * f0->final_half.w};
         dn_head_opts ho = o->head;
@@ -143,11 +212,11 @@ static int fit_head(dn_model *hm, const dn_backbone *bb, const dn_train_set *set
     return rc;
 }
 
-static int train_head(dn_model *m, const dn_backbone *bb, const dn_train_set *set, const int *fit,
-                      int n_fit, const dn_train_opts *o, dn_error *err)
+static int train_head(dn_model *m, const dn_backbone *bb, const dn_train_set *set, const head_inputs *hi,
+                      const int *fit, int n_fit, const dn_train_opts *o, dn_error *err)
 {
     progress(o, o->tail ? "head + tail" : "head", 0, 1);
-    int rc = fit_head(m, bb, set, fit, n_fit, 0, 0, o, o->seed, err);
+    int rc = fit_head(m, bb, set, hi, fit, n_fit, 0, 0, o, o->seed, err);
     progress(o, o->tail ? "head + tail" : "head", 1, 1);
     return rc;
 }
@@ -186,26 +255,22 @@ static void seg_row(seg_rows *r, size_t *row, const float *desc, float defect)
     r->y[(*row)++] = defect;
 }
 
-/* The classifier's inputs for one image's features (desc: per x dim, scratch: per x dim/2). */
-static int seg_inputs_of(const dn_feats *f, const seg_rows *r, float *scratch, float *desc, dn_error *err)
+/* The classifier's inputs for one image's features (desc: per x dim). */
+static int seg_inputs_of(const dn_feats *f, const seg_rows *r, float *desc, dn_error *err)
 {
-    if (f->s16.h * f->s16.w != r->per)
+    if (dn_patch_input_floats(f) != (size_t)r->per * r->dim)
         return dn_error_set(err, DN_EINVAL, "features of different sizes in one training set");
-    int rc = dn_patch_descriptors(&f->s8, &f->s16, scratch, err);
-    if (!rc)
-        dn_seg_inputs(scratch, r->per, r->dim / 2, desc);
-    return rc;
+    return dn_patch_inputs(f, desc, err);
 }
 
 static int fill_seg_rows(const dn_train_set *set, const int *fit, int n_fit, seg_rows *r, dn_error *err)
 {
     float *desc = malloc((size_t)r->per * r->dim * sizeof *desc);
-    float *scratch = malloc((size_t)r->per * (r->dim / 2) * sizeof *scratch);
-    int rc = desc && scratch ? DN_OK : dn_error_set(err, DN_ENOMEM, "out of memory for the defect classifier");
+    int rc = desc ? DN_OK : dn_error_set(err, DN_ENOMEM, "out of memory for the defect classifier");
     size_t row = 0;
     for (int a = 0; a < set->n_anomaly * set->n_aug && !rc; a++) {
         const float *cells = set->anomaly_cells[a / set->n_aug];
-        if (!cells || (rc = seg_inputs_of(set->anomaly[a], r, scratch, desc, err)))
+        if (!cells || (rc = seg_inputs_of(set->anomaly[a], r, desc, err)))
             continue;
         cells += (size_t)(a % set->n_aug) * r->per;
         for (int p = 0; p < r->per; p++)
@@ -214,13 +279,12 @@ static int fill_seg_rows(const dn_train_set *set, const int *fit, int n_fit, seg
     int described = -1; /* the fit normal whose inputs desc holds */
     for (size_t g = 0; !rc && g < (size_t)n_fit * r->per; g += r->stride) {
         int img = (int)(g / r->per);
-        if (img != described && (rc = seg_inputs_of(set->normal[fit[img]], r, scratch, desc, err)))
+        if (img != described && (rc = seg_inputs_of(set->normal[fit[img]], r, desc, err)))
             break;
         described = img;
         seg_row(r, &row, desc + (g % r->per) * r->dim, 0);
     }
     free(desc);
-    free(scratch);
     return rc;
 }
 
@@ -326,8 +390,8 @@ static int held_out_stat(const dn_model *hm, const dn_train_set *set, const int 
  * sees anomalies. The median, not the mean: a few anomalies far out would otherwise make
  * a branch look better than it ranks (the head on magnetic_tile). */
 static int loo_anomaly_medians(const dn_model *m, const dn_backbone *bb, const dn_train_set *set,
-                               const int *fit, int n_fit, const int *hold, int n_hold,
-                               const dn_train_opts *o, double *mu, dn_error *err)
+                               const head_inputs *hi, const int *fit, int n_fit, const int *hold,
+                               int n_hold, const dn_train_opts *o, double *mu, dn_error *err)
 {
     int k = set->n_anomaly, folds = k < DN_FUSION_MAX_FOLDS ? k : DN_FUSION_MAX_FOLDS;
     float *buf = malloc((size_t)n_hold * sizeof *buf), *zh = malloc((size_t)k * sizeof *zh);
@@ -337,7 +401,7 @@ static int loo_anomaly_medians(const dn_model *m, const dn_backbone *bb, const d
         dn_model hm;
         dn_model_init(&hm);
         dn_stat st;
-        rc = fit_head(&hm, bb, set, fit, n_fit, f, folds, o, o->seed + 1 + (uint64_t)f, err);
+        rc = fit_head(&hm, bb, set, hi, fit, n_fit, f, folds, o, o->seed + 1 + (uint64_t)f, err);
         if (!rc)
             rc = held_out_stat(&hm, set, hold, n_hold, buf, &st, err);
         for (int a = f; !rc && a < k; a += folds)
@@ -366,9 +430,9 @@ static int loo_anomaly_medians(const dn_model *m, const dn_backbone *bb, const d
  * weights normalised to sum 1. A branch that does not separate unseen anomalies from
  * normals gets little or no weight, so the fusion does not lose to its better part. With
  * fewer than two labelled anomalies nothing can validate the head: weight 0. */
-static int fusion_weights(dn_model *m, const dn_backbone *bb, const dn_train_set *set, const int *fit,
-                          int n_fit, const int *hold, const calib *c, const dn_train_opts *o,
-                          dn_error *err)
+static int fusion_weights(dn_model *m, const dn_backbone *bb, const dn_train_set *set,
+                          const head_inputs *hi, const int *fit, int n_fit, const int *hold,
+                          const calib *c, const dn_train_opts *o, dn_error *err)
 {
     if (!m->has_head || !m->has_bank)
         return DN_OK;
@@ -378,7 +442,7 @@ static int fusion_weights(dn_model *m, const dn_backbone *bb, const dn_train_set
         return DN_OK;
     }
     double mu[2], s00 = 0, s01 = 0, s11 = 0;
-    int rc = loo_anomaly_medians(m, bb, set, fit, n_fit, hold, c->n, o, mu, err);
+    int rc = loo_anomaly_medians(m, bb, set, hi, fit, n_fit, hold, c->n, o, mu, err);
     if (rc)
         return rc;
     for (int i = 0; i < c->n; i++) {
@@ -556,19 +620,22 @@ int dn_train(dn_model *m, const dn_train_set *set, const dn_train_opts *opts, co
     const int *fit = order, *hold = n_hold ? order + n_fit : order;
     n_hold = n_hold ? n_hold : n_fit;
     calib c = {0};
+    head_inputs hi = {0};
     m->size = o->size;
     snprintf(m->backbone_sha256, sizeof m->backbone_sha256, "%s", bb->sha256);
     int rc = choose_type(m, set, o, err);
     if (!rc && m->has_bank && !(rc = within_budget(o, "the memory bank", err)))
         rc = build_bank(m, set, fit, n_fit, o, err);
-    if (!rc && m->has_head && !(rc = within_budget(o, "the head", err)))
-        rc = train_head(m, bb, set, fit, n_fit, o, err);
+    if (!rc && m->has_head && !(rc = within_budget(o, "the head", err)) &&
+        !(rc = head_inputs_init(&hi, set, fit, n_fit, o, err)))
+        rc = train_head(m, bb, set, &hi, fit, n_fit, o, err);
     if (!rc && !(rc = within_budget(o, "the defect classifier", err)))
         rc = train_seg(m, set, fit, n_fit, o, err);
     if (!rc)
         rc = calibrate_branches(m, set, hold, n_hold, &c, err);
     if (!rc)
-        rc = fusion_weights(m, bb, set, fit, n_fit, hold, &c, o, err);
+        rc = fusion_weights(m, bb, set, &hi, fit, n_fit, hold, &c, o, err);
+    head_inputs_free(&hi);
     if (!rc)
         rc = patch_stats(m, &c, err);
     if (!rc)

@@ -40,6 +40,8 @@ typedef struct dn_train_opts {
     dn_head_opts head;
     int scales;          /* 2: the DevNet head also scores the input downscaled 2x (the
                           * features need final_half: extract with scales 2); 1 (default) */
+    dn_head_input head_input; /* what the head reads (dn_model.h): final (default) or
+                               * patches; patches go with neither scales 2 nor tail */
     int tail;            /* fine-tune the backbone's tail under the head (dn_tail.h) */
     dn_tail_opts tail_opts;
     dn_threshold_rule rule;

@@ -24,6 +24,7 @@ typedef enum key_type {
     K_ROLE,
     K_LEVEL,  /* a dn_log level name, kept as its canonical name */
     K_SHA256, /* 64 hexadecimal digits (kept in lower case) or empty */
+    K_HEAD_INPUT, /* a dn_head_input name */
 } key_type;
 
 typedef struct setting {
@@ -74,6 +75,9 @@ static const setting keys[] = {
     {"retrain_debounce_ms", K_INT, FIELD(retrain_debounce_ms), 0, 3600000, "2000",
      "quiet time after the last feedback before a retrain starts"},
     {"retrain_budget_s", K_INT, FIELD(retrain_budget_s), 1, 86400, "30", "time allowed for one retrain"},
+    {"retrain_head_input", K_HEAD_INPUT, FIELD(retrain_head_input), 0, 0, "final",
+     "what a retrained model's DevNet head reads: final (the backbone's final map, most accurate) or "
+     "patches (the stride-16 patch descriptors: scoring stops the forward pass there, ~25 % more throughput)"},
     {"retrain_max_fpr", K_DOUBLE, FIELD(retrain_max_fpr), 0, 1, "0.05",
      "largest false-positive rate a new model may have on held-out normal images"},
     {"retrain_min_recall", K_DOUBLE, FIELD(retrain_min_recall), 0, 1, "1.0",
@@ -248,6 +252,10 @@ static int apply(dn_config *c, const setting *k, const char *v, dn_error *err)
         return parse_bool(v, (int *)field, err);
     case K_ROLE:
         return parse_role(v, (dn_role *)field, err);
+    case K_HEAD_INPUT:
+        if (dn_head_input_parse(v, (dn_head_input *)field))
+            return dn_error_set(err, DN_EINVAL, "\"%.64s\" is not a head input (final or patches)", v);
+        return DN_OK;
     case K_LEVEL:
         if (dn_log_level_parse(v, &level))
             return dn_error_set(err, DN_EINVAL, "\"%.64s\" is not a log level (debug, info, warn or error)", v);
@@ -537,6 +545,8 @@ static cJSON *value_json(const dn_config *c, const setting *k)
         return cJSON_CreateBool(*(const int *)field);
     case K_ROLE:
         return cJSON_CreateString(role_names[*(const dn_role *)field]);
+    case K_HEAD_INPUT:
+        return cJSON_CreateString(dn_head_input_name(*(const dn_head_input *)field));
     }
     return NULL;
 }

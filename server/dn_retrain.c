@@ -241,6 +241,7 @@ static void record_result(dn_retrain *r, dn_job *j, const dn_model *m, const dn_
     pthread_mutex_lock(&r->mu);
     j->has_result = 1;
     snprintf(j->head, sizeof j->head, "%s", dn_head_type_name(m->type));
+    snprintf(j->head_input, sizeof j->head_input, "%s", m->has_head ? dn_head_input_name(m->head_input) : "");
     j->tail = m->has_tail;
     j->defect_classifier = m->has_seg;
     j->normals = files->kept_normal;
@@ -264,6 +265,7 @@ static int train_job(dn_retrain *r, dn_job *j, dn_error *err)
     o.cancel = &r->stopping;
     double t0 = dn_clock_now();
     o.budget_s = r->cfg->retrain_budget_s;
+    o.head_input = r->cfg->retrain_head_input;
     dn_model m;
     dn_model_init(&m);
     int have_x = !rc && !dn_extractor_init(&x, r->bb, o.size, cache);
@@ -437,6 +439,10 @@ static cJSON *job_json(const dn_retrain *r, const dn_job *j)
     if (j->has_result) {
         cJSON *t = cJSON_AddObjectToObject(o, "trained");
         cJSON_AddStringToObject(t, "head", j->head);
+        if (j->head_input[0])
+            cJSON_AddStringToObject(t, "head_input", j->head_input);
+        else
+            cJSON_AddNullToObject(t, "head_input");
         cJSON_AddBoolToObject(t, "tail", j->tail);
         cJSON_AddBoolToObject(t, "defect_classifier", j->defect_classifier);
         cJSON_AddNumberToObject(t, "normals", j->normals);

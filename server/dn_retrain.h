@@ -31,6 +31,7 @@ typedef struct dn_job {
     int done, total; /* progress within the stage */
     int has_result;  /* trained and checks below are set */
     char head[16];
+    char head_input[16]; /* "" for a model without a head */
     int tail, defect_classifier, normals, anomalies;
     double seconds, budget_s;
     int has_checks;

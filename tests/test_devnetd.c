@@ -391,6 +391,7 @@ Test(devnetd, feedback_needs_the_key_retrains_and_swaps)
     cJSON *tr = cJSON_GetObjectItem(o, "trained");
     cr_expect_eq(num(tr, "anomalies"), 2);
     cr_expect_str_eq(cJSON_GetObjectItem(tr, "head")->valuestring, "fusion");
+    cr_expect_str_eq(cJSON_GetStringValue(cJSON_GetObjectItem(tr, "head_input")), "final", "the default");
     cr_expect(cJSON_IsTrue(cJSON_GetObjectItem(tr, "defect_classifier")), "the mask trained a defect classifier");
     cJSON_Delete(o);
     free(job);
@@ -679,12 +680,35 @@ static int model_version(int port)
     return v;
 }
 
+/* What the live model's head reads (GET /model), and the status of one raw PNG scored. */
+static int score_status(const fixture *f, char head_input[16])
+{
+    http_answer a;
+    head_input[0] = '\0';
+    cr_assert_eq(http_request(f->d.port, "GET", "/model", NULL, NULL, 0, &a), 0);
+    cJSON *o = expect_json(&a, 200);
+    const char *in = cJSON_GetStringValue(cJSON_GetObjectItem(cJSON_GetObjectItem(o, "model"), "head_input"));
+    snprintf(head_input, 16, "%s", in ? in : "");
+    cJSON_Delete(o);
+    http_answer_free(&a);
+    size_t len;
+    uint8_t *img = read_image(f, "test/broken_large/004.png", &len);
+    cr_assert_eq(post(f, "/score", "Content-Type: image/png\r\n", img, len, &a), 0);
+    int status = a.status;
+    http_answer_free(&a);
+    free(img);
+    return status;
+}
+
 /* One trainer and two scorers on one data dir: feedback taken by a scorer reaches the
- * trainer through the shared folder, and both scorers follow the new version. */
+ * trainer through the shared folder, and both scorers follow the new version. The trainer
+ * trains the faster head on the patches (retrain_head_input), which the scorers then
+ * serve with their forward pass stopped at stride 16. */
 Test(devnetd, a_trainer_and_two_scorers_share_one_data_dir)
 {
     REQUIRE_SERVICE_INPUTS();
-    char *trainer_args[] = {"--role", "trainer", NULL}, *scorer_args[] = {"--role", "scorer", NULL};
+    char *trainer_args[] = {"--role", "trainer", "--set", "retrain_head_input=patches", NULL};
+    char *scorer_args[] = {"--role", "scorer", NULL};
     fixture t;
     fixture_init(&t, trainer_args, 1);
     fixture s[2];
@@ -708,6 +732,9 @@ Test(devnetd, a_trainer_and_two_scorers_share_one_data_dir)
     cr_expect_geq(v[0], 2, "scorer 0 follows the trainer's new version");
     cr_expect_geq(v[1], 2, "scorer 1 follows the trainer's new version");
     cr_expect_geq(model_version(t.d.port), 2);
+    char head_input[16];
+    cr_expect_eq(score_status(&s[1], head_input), 200);
+    cr_expect_str_eq(head_input, "patches");
     for (int i = 0; i < 2; i++) {
         cr_expect_eq(devnetd_stop(&s[i].d, SIGTERM), 0);
         expect_clean_log(s[i].log);

@@ -88,20 +88,26 @@ static void feats_of(dn_extractor *x, char **paths, int n, int n_aug, dn_feats *
         }
 }
 
-static void train_model_opts(fixture *fx, dn_head_type type, int tail, int scales, dn_model *m,
-                             double *auroc, dn_feats *keep_test);
+/* How a test model's head is trained, beyond its type. */
+typedef struct head_variant {
+    int tail, scales;
+    dn_head_input input;
+} head_variant;
+
+static void train_model_opts(fixture *fx, dn_head_type type, head_variant v, dn_model *m, double *auroc,
+                             dn_feats *keep_test);
 
 static void train_model(fixture *fx, dn_head_type type, dn_model *m, double *auroc)
 {
-    train_model_opts(fx, type, 0, 1, m, auroc, NULL);
+    train_model_opts(fx, type, (head_variant){0, 1, DN_HEAD_INPUT_FINAL}, m, auroc, NULL);
 }
 
 /* Trains on generated images; keep_test (may be NULL) receives the first test image's
  * features (anomalous) for later comparisons. */
-static void train_model_opts(fixture *fx, dn_head_type type, int tail, int scales, dn_model *m,
-                             double *auroc, dn_feats *keep_test)
+static void train_model_opts(fixture *fx, dn_head_type type, head_variant v, dn_model *m, double *auroc,
+                             dn_feats *keep_test)
 {
-    fx->x.scales = scales;
+    fx->x.scales = v.scales;
     enum { NN = 24, NA = 3, NT = 10 };
     char *normal[NN], *anom[NA], *tn[NT], *ta[NT];
     uint64_t seed = 21;
@@ -125,8 +131,9 @@ static void train_model_opts(fixture *fx, dn_head_type type, int tail, int scale
     o.type = type;
     o.size = SIZE;
     o.head.steps = 150;
-    o.tail = tail;
-    o.scales = scales;
+    o.tail = v.tail;
+    o.scales = v.scales;
+    o.head_input = v.input;
     o.tail_opts.steps = 60;
     dn_error err;
     cr_assert_eq(dn_train(m, &set, &o, &fx->bb, &err), DN_OK, "%s", err.msg);
@@ -363,7 +370,7 @@ Test(train, tail_fine_tuning_trains_scores_and_round_trips)
     dn_model_init(&back);
     dn_feats probe;
     double auroc;
-    train_model_opts(&fx, DN_HEAD_DEVNET, 1, 1, &m, &auroc, &probe);
+    train_model_opts(&fx, DN_HEAD_DEVNET, (head_variant){1, 1, DN_HEAD_INPUT_FINAL}, &m, &auroc, &probe);
     cr_assert(m.has_tail && m.has_head && !m.has_bank);
     cr_assert_gt(auroc, 0.9, "image AUROC %g with the tail fine-tuned", auroc);
     char path[128];
@@ -389,7 +396,7 @@ Test(train, second_scale_trains_scores_and_round_trips)
     dn_model_init(&back);
     dn_feats probe;
     double auroc;
-    train_model_opts(&fx, DN_HEAD_DEVNET, 0, 2, &m, &auroc, &probe);
+    train_model_opts(&fx, DN_HEAD_DEVNET, (head_variant){0, 2, DN_HEAD_INPUT_FINAL}, &m, &auroc, &probe);
     cr_assert_eq(m.scales, 2);
     cr_assert_gt(auroc, 0.95, "image AUROC %g with two scales", auroc);
     /* SIZE 128: the half-size input is 64x64, its final map 2x2 */
@@ -430,6 +437,93 @@ Test(train, second_scale_trains_scores_and_round_trips)
     cr_assert_eq(dn_train(&back, &set, &o, &fx.bb, &err), DN_EINVAL);
     cr_assert(strstr(err.msg, "second scale") != NULL, "%s", err.msg);
     dn_feats_free(&probe);
+    dn_model_free(&m);
+    dn_model_free(&back);
+    teardown(&fx);
+}
+
+/* Features of one image file taken by x with the forward pass stopped at stride 16. */
+static void mid_only_feats(dn_extractor *x, const char *path, dn_feats *out)
+{
+    dn_image img;
+    dn_image_init(&img);
+    dn_error err;
+    cr_assert_eq(dn_image_load(&img, path, NULL, &err), DN_OK, "%s", err.msg);
+    x->mid_only = 1;
+    dn_feats_init(out);
+    cr_assert_eq(dn_extractor_image(x, &img, 0, out), DN_OK, "%s", x->err.msg);
+    x->mid_only = 0;
+    dn_image_free(&img);
+    cr_assert_null(out->final.data, "the forward pass went past stride 16");
+}
+
+/* A DevNet head on the patch inputs instead of the final map: the fusion separates, its
+ * scores need no final map (the forward pass stops at stride 16 and scores the same), the
+ * file says so, and what does not go with it is refused. */
+Test(train, head_on_patches_needs_no_final_map)
+{
+    fixture fx;
+    if (!setup(&fx))
+        cr_skip_test("no backbone (make backbone needs ../shared/models): skipped");
+    dn_model m, back;
+    dn_model_init(&m);
+    dn_model_init(&back);
+    dn_feats probe, mid;
+    double auroc;
+    train_model_opts(&fx, DN_HEAD_FUSION, (head_variant){0, 1, DN_HEAD_INPUT_PATCHES}, &m, &auroc, &probe);
+    cr_assert_eq(m.head_input, DN_HEAD_INPUT_PATCHES);
+    cr_assert_eq(m.head.dim, 2 * m.bank.dim);
+    cr_assert(m.w_head > 0, "the head on the patches got no fusion weight");
+    cr_assert_gt(auroc, 0.95, "image AUROC %g with the head on the patches", auroc);
+    cr_assert(dn_model_mid_only(&m));
+    char path[128], img[160];
+    reload_scores_the_same(&fx, "patches.safetensors", &m, &back, &probe, path);
+    cr_assert_eq(back.head_input, DN_HEAD_INPUT_PATCHES);
+    snprintf(img, sizeof img, "%s/ta/000.png", fx.root);
+    mid_only_feats(&fx.x, img, &mid);
+    dn_score a, b;
+    dn_error err;
+    cr_assert_eq(dn_model_score(&m, &probe, &a, &err), DN_OK, "%s", err.msg);
+    cr_assert_eq(dn_model_score(&m, &mid, &b, &err), DN_OK, "%s", err.msg);
+    cr_assert_eq(a.score, b.score, "stopped at stride 16: %g, whole pass: %g", b.score, a.score);
+    cr_assert_gt(a.head_z, 2.0, "the head's own z on an anomaly: %g", a.head_z);
+    dn_score_free(&a);
+    dn_score_free(&b);
+    /* a head of the wrong size for the bank, and a name this build does not know */
+    m.head_input = DN_HEAD_INPUT_FINAL;
+    cr_assert_eq(dn_model_save(&m, path, &err), DN_OK, "%s", err.msg);
+    cr_assert_eq(dn_model_load(&back, path, &fx.bb), DN_OK, "%s", back.err.msg);
+    cr_assert_eq(dn_model_score(&back, &probe, &a, &err), DN_EMISMATCH, "a 256-input head read the final map");
+    back.head_input = DN_HEAD_INPUT_PATCHES;
+    back.head.dim = 2 * m.bank.dim + 2;
+    float *w = realloc(back.head.w, (size_t)(back.head.dim + 1) * sizeof *w);
+    cr_assert_not_null(w);
+    back.head.w = w;
+    w[back.head.dim - 1] = w[back.head.dim] = 0;
+    cr_assert_eq(dn_model_save(&back, path, &err), DN_OK, "%s", err.msg);
+    cr_assert_eq(dn_model_load(&back, path, &fx.bb), DN_EFORMAT);
+    cr_assert(strstr(back.err.msg, "twice the bank") != NULL, "%s", back.err.msg);
+    m.head_input = (dn_head_input)7;
+    cr_assert_eq(dn_model_save(&m, path, &err), DN_OK, "%s", err.msg);
+    cr_assert_eq(dn_model_load(&back, path, &fx.bb), DN_EFORMAT);
+    /* neither the tail fine-tuning nor the second scale goes with it */
+    const dn_feats *np[2] = {&probe, &probe}, *ap[DN_AUGMENTATIONS];
+    for (int i = 0; i < DN_AUGMENTATIONS; i++)
+        ap[i] = &probe;
+    dn_train_set set = {np, 2, ap, 1, DN_AUGMENTATIONS, "patches", NULL};
+    dn_train_opts o;
+    dn_train_opts_default(&o);
+    o.type = DN_HEAD_DEVNET;
+    o.size = SIZE;
+    o.head_input = DN_HEAD_INPUT_PATCHES;
+    for (int k = 0; k < 2; k++) {
+        o.tail = k == 0;
+        o.scales = k == 0 ? 1 : 2;
+        cr_assert_eq(dn_train(&back, &set, &o, &fx.bb, &err), DN_EINVAL);
+        cr_assert(strstr(err.msg, "patches") != NULL, "%s", err.msg);
+    }
+    dn_feats_free(&probe);
+    dn_feats_free(&mid);
     dn_model_free(&m);
     dn_model_free(&back);
     teardown(&fx);
