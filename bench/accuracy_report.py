@@ -31,13 +31,15 @@ REFERENCE = {  # REFERENCE-RESULTS.md, fusion with multi-scale head at 224 (best
 TARGETS = {"mvtec_bottle": (0.995, 0.97), "elpv": (0.90, None), "magnetic_tile": (0.95, 0.90)}
 
 
-VARIANTS = {"+tail": ["--tail"], "+nomasks": ["--no-masks"], "+2scales": ["--scales", "2"]}
+VARIANTS = {"+tail": ["--tail"], "+nomasks": ["--no-masks"], "+2scales": ["--scales", "2"],
+            "+patches": ["--head-input", "patches"]}
 
 
 def run_eval(devnet, data, head, shots, size):
     # "X+tail": head X with the backbone's tail fine-tuned under the DevNet head;
     # "X+nomasks": head X trained on image labels only (the anomalies' masks ignored);
-    # "X+2scales": the DevNet head also scores the input downscaled 2x
+    # "X+2scales": the DevNet head also scores the input downscaled 2x;
+    # "X+patches": the DevNet head reads the patch inputs instead of the final map
     base, extra = head, []
     for suffix, flags in VARIANTS.items():
         if base.endswith(suffix):
@@ -76,7 +78,8 @@ def main():
     ap.add_argument("--shared", default=os.environ.get("DEVNET_SHARED", str(ROOT.parent / "shared")))
     ap.add_argument("--size", type=int, default=224)
     ap.add_argument("--datasets", default="mvtec_bottle,elpv,magnetic_tile")
-    ap.add_argument("--heads", default="devnet,devnet+2scales,devnet+tail,normality,fusion+nomasks,fusion")
+    ap.add_argument("--heads", default="devnet,devnet+2scales,devnet+tail,normality,fusion+nomasks,fusion,"
+                    "fusion+patches")
     ap.add_argument("--out", default=str(ROOT / "docs" / "ACCURACY.md"))
     a = ap.parse_args()
     rows = []
@@ -112,8 +115,11 @@ def main():
         "added to the normality branch's: it changes the heatmap (pixel and seg columns), not the "
         "image score. This goes beyond the DevNet protocol, which gives image labels only; "
         "`fusion+nomasks` (`--no-masks`) is the same model without the masks, for comparison with "
-        "methods that use none. The heatmap comes from the normality branch whenever the model "
-        "has one, else from the DevNet head.",
+        "methods that use none. `fusion+patches` (`--head-input patches`) is `fusion` with its "
+        "DevNet head on each stride-16 patch descriptor and its difference from the image's mean "
+        "descriptor instead of the final map: scoring then stops the forward pass at stride 16 "
+        "(faster: docs/PERFORMANCE.md). The heatmap comes from the normality branch whenever the "
+        "model has one, else from the DevNet head.",
         "",
         f"Input size {a.size}. Published image AUROC for comparison: "
         + "; ".join(f"{k}: {v}" for k, v in PUBLISHED.items()) + ". Reference implementation "

@@ -45,19 +45,22 @@ bench_jpegs() {
   done
 }
 
-# bench_model DATA SHOTS: the model the daemon will serve. SHOTS 0: it trains its first
-# model from DATA at start; otherwise `devnet train --shots SHOTS --seed 1` trains one with
-# a DevNet head into $tmp/model.safetensors first. Sets model_args (devnetd arguments) and
-# model_origin (a phrase for the report).
+# bench_model DATA SHOTS [HEAD_INPUT]: the model the daemon will serve. SHOTS 0: it trains
+# its first model from DATA at start; otherwise `devnet train --shots SHOTS --seed 1
+# --head-input HEAD_INPUT` (default final) trains one with a DevNet head into
+# $tmp/model.safetensors first. Sets model_args (devnetd arguments) and model_origin (a
+# phrase for the report).
 bench_model() {
-  local data=$1 shots=$2
+  local data=$1 shots=$2 input=${3:-final} flag=""
   model_args=(--train-data "$data")
   model_origin="its first model trained at start from \`$data\`"
   [ "$shots" -gt 0 ] || return 0
-  DEVNET_BACKBONE=build/backbone.safetensors "$devnet" train --data "$data" --shots "$shots" --seed 1 \
+  [ "$input" = final ] || flag=" --head-input $input"
+  # shellcheck disable=SC2086 # flag is empty or two words
+  DEVNET_BACKBONE=build/backbone.safetensors "$devnet" train --data "$data" --shots "$shots" --seed 1 $flag \
     -o "$tmp/model.safetensors" > "$tmp/train.out" 2>&1 || { cat "$tmp/train.out" >&2; die "devnet train failed"; }
   model_args=(--model "$tmp/model.safetensors")
-  model_origin="a model trained by \`devnet train --data $data --shots $shots --seed 1\`"
+  model_origin="a model trained by \`devnet train --data $data --shots $shots --seed 1$flag\`"
 }
 
 # bench_start_devnetd ARGS...: devnetd on a free loopback port with its data in $tmp/data,

@@ -11,11 +11,12 @@
 # Usage (from anywhere; run after `make build/devnetd build/devnet backbone`):
 #   bench/load.sh [--duration S] [--concurrency "1 8 32"] [--repeats N] [--workers N]
 #                 [--wrk-threads N] [--images N] [--bench-iters N] [--profile-c C]
-#                 [--noise-cores X] [--shots K] [--no-profile] [--no-doc]
+#                 [--noise-cores X] [--shots K] [--head-input final|patches]
+#                 [--no-profile] [--no-doc]
 #                 [-- EXTRA DEVNETD ARGS...]
 # Each option also reads an environment variable: LOAD_DURATION, LOAD_CONCURRENCY,
 # LOAD_REPEATS, LOAD_WORKERS, LOAD_WRK_THREADS, LOAD_IMAGES, LOAD_BENCH_ITERS,
-# LOAD_PROFILE_C, LOAD_NOISE_CORES, LOAD_SHOTS; LOAD_DATA is the MVTec-layout folder, relative to the project root (default
+# LOAD_PROFILE_C, LOAD_NOISE_CORES, LOAD_SHOTS, LOAD_HEAD_INPUT; LOAD_DATA is the MVTec-layout folder, relative to the project root (default
 # ${DEVNET_SHARED:-../shared}/data/mvtec_bottle).
 #
 # Needs (Debian 12): wrk, netpbm (pngtopnm) and libjpeg-turbo-progs (cjpeg) to make the
@@ -25,7 +26,9 @@
 # start (a normality-only model at input size 224, what a new installation serves); with
 # --shots K, `devnet train --data LOAD_DATA --shots K --seed 1` first trains a model with a
 # DevNet head (fusion: the whole forward pass plus the normality branch, what the service
-# serves once inspectors have sent anomalies) and the daemon serves it (--model). It is measured only once /readyz answers 200
+# serves once inspectors have sent anomalies) and the daemon serves it (--model);
+# --head-input patches trains its head on the patch inputs instead (its forward pass stops
+# at stride 16), and the section is then that of `fusion+patches`. It is measured only once /readyz answers 200
 # and a warm-up run has passed. Each repeat runs `devnet bench --size S --threads W`
 # (S = the live model's input_size, W = --workers) and then wrk at every concurrency, so
 # that background load on a shared machine hits both alike; the table gives medians over
@@ -50,6 +53,7 @@ bench_iters=${LOAD_BENCH_ITERS:-200}
 profile_c=${LOAD_PROFILE_C:-8}
 noise_cores=${LOAD_NOISE_CORES:-0.25}
 shots=${LOAD_SHOTS:-0}
+head_input=${LOAD_HEAD_INPUT:-final}
 data=${LOAD_DATA:-${DEVNET_SHARED:-../shared}/data/mvtec_bottle}
 profile=1
 write_doc=1
@@ -61,7 +65,7 @@ target=0.90
 usage() { sed -n '/^# Usage/,/^# Needs/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2; exit 2; }
 while [ $# -gt 0 ]; do
   case $1 in
-    --duration|--concurrency|--repeats|--workers|--wrk-threads|--images|--bench-iters|--profile-c|--noise-cores|--shots)
+    --duration|--concurrency|--repeats|--workers|--wrk-threads|--images|--bench-iters|--profile-c|--noise-cores|--shots|--head-input)
       [ $# -ge 2 ] || { echo "load: $1 needs a value" >&2; usage; } ;;
   esac
   case $1 in
@@ -75,6 +79,7 @@ while [ $# -gt 0 ]; do
     --profile-c) profile_c=$2; shift 2 ;;
     --noise-cores) noise_cores=$2; shift 2 ;;
     --shots) shots=$2; shift 2 ;;
+    --head-input) head_input=$2; shift 2 ;;
     --no-profile) profile=0; shift ;;
     --no-doc) write_doc=0; shift ;;
     --) shift; break ;;
@@ -90,6 +95,8 @@ for v in "$duration" "$repeats" "$workers" "$wrk_threads" "$n_images" "$bench_it
   is_int "$v" || die "'$v' is not a whole number >= 1"
 done
 [ "$shots" = 0 ] || is_int "$shots" || die "--shots '$shots' is not a whole number"
+case $head_input in final|patches) ;; *) die "--head-input takes final or patches" ;; esac
+[ "$head_input" = final ] || [ "$shots" -gt 0 ] || die "--head-input patches needs --shots (a model with a head)"
 for c in $concurrency; do is_int "$c" || die "concurrency '$c' is not a whole number >= 1"; done
 [ -n "${concurrency// /}" ] || die "--concurrency lists nothing"
 awk -v x="$noise_cores" 'BEGIN { exit !(x ~ /^[0-9]+(\.[0-9]*)?$/) }' || die "--noise-cores takes a number of cores"
@@ -117,7 +124,7 @@ jpeg_kb=$(awk -v b="$jpeg_bytes" -v n="$n_images" 'BEGIN{printf "%.1f", b / n / 
 img_dims=$(file -b "${jpegs[0]}" 2>/dev/null | grep -o '[0-9]*x[0-9]*,' | tail -1 | tr -d ,) || true
 
 # ---- the daemon ----
-bench_model "$data" "$shots"
+bench_model "$data" "$shots" "$head_input"
 bench_start_devnetd "${model_args[@]}" --workers "$workers" ${extra_args[@]+"${extra_args[@]}"}
 url=http://127.0.0.1:$port/score
 # the served model's file and the same photos, for the raw model-inference bench
@@ -130,6 +137,9 @@ model_json=$(curl -s "http://127.0.0.1:$port/model")
 size=$(printf '%s' "$model_json" | grep -o '"input_size":[0-9]*' | grep -o '[0-9]*$' | head -1 || true)
 head_type=$(printf '%s' "$model_json" | grep -o '"head_type":"[a-z]*"' | cut -d'"' -f4 | head -1 || true)
 bank=$(printf '%s' "$model_json" | grep -o '"memory_bank_patches":[0-9]*' | grep -o '[0-9]*$' | head -1 || true)
+served_input=$(printf '%s' "$model_json" | grep -o '"head_input":"[a-z]*"' | cut -d'"' -f4 | head -1 || true)
+kind=$head_type   # the section's name
+[ "$served_input" = patches ] && kind=$head_type+patches
 [ -n "$size" ] || die "GET /model gave no input_size"
 code=$(curl -s -o "$tmp/one.json" -w '%{http_code}' -H 'Content-Type: image/jpeg' --data-binary "@${jpegs[0]}" "$url")
 [ "$code" = 200 ] || { cat "$tmp/one.json" >&2; die "POST /score answered $code"; }
@@ -336,7 +346,7 @@ raw_rps=$(printf '%.1f' "$raw_rps")
 model_rps=$(printf '%.1f' "$(rawcol 5 | median)")
 raw_cpu_ms=$(printf '%.2f' "$raw_lat")
 
-summary="LOAD_SUMMARY date=$(date -u +%Y-%m-%dT%H:%M:%SZ) workers=$workers size=$size head=$head_type"
+summary="LOAD_SUMMARY date=$(date -u +%Y-%m-%dT%H:%M:%SZ) workers=$workers size=$size head=$head_type head_input=${served_input:-none}"
 summary+=" duration_s=$duration repeats=$repeats wrk_threads=$wrk_threads images=$n_images"
 table=""
 best_c=""; best_rps=0; best_ratio=0; bad_total=0; noisy_total=0; cpu_ratio=0
@@ -379,8 +389,8 @@ section() {
   local cpu mem
   cpu=$(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -1)
   mem=$(free -g 2>/dev/null | awk '/Mem:/ { print $2 }')
-  echo "<!-- bench/load.sh:begin $head_type (generated; the rest of this file is bench/perf_report.sh's) -->"
-  echo "## Service under load: a \`$head_type\` model"
+  echo "<!-- bench/load.sh:begin $kind (generated; the rest of this file is bench/perf_report.sh's) -->"
+  echo "## Service under load: a \`$kind\` model"
   echo
   echo "Generated by \`$cmdline\` on $(date -u '+%Y-%m-%d %H:%M UTC'): $cores cores ($cpu),"
   echo "${mem} GiB, $(uname -r), shared with other people's test runs (load average $loadavg0 before,"
@@ -388,7 +398,7 @@ section() {
   echo "during each run)."
   echo
   echo "- Service: \`build/devnetd --workers $workers --listen 127.0.0.1:0\` with $model_origin"
-  echo "  (head \`$head_type\`${bank:+, memory bank of $bank patches}, input size $size)."
+  echo "  (head \`$head_type\`${served_input:+, its DevNet head on the \`$served_input\`}${bank:+, memory bank of $bank patches}, input size $size)."
   echo "  wrk $(wrk -v 2>&1 | head -1 | awk '{ print $2 }') on loopback, \`-t$wrk_threads\` (at most), \`--latency\`, ${duration} s per run,"
   echo "  POST /score with raw \`image/jpeg\` bodies rotating over $n_images ${img_dims:+$img_dims }images evenly"
   echo "  spaced over the test set (normal and defective; mean ${jpeg_kb} KB, made by \`pngtopnm | cjpeg"
@@ -426,6 +436,11 @@ section() {
     echo "without a head (this one) the service's forward pass stops at the stride-16 map, all that"
     echo "the normality branch reads, so it does less backbone work than the raw pass; the section"
     echo "on a model with a DevNet head shows the whole pass."
+  elif [ "$served_input" = patches ]; then
+    echo "The ratio compares whole requests with bare forward passes to the final map. This model's"
+    echo "DevNet head reads the patch inputs (\`--head-input patches\`), as its normality branch does,"
+    echo "so the service's forward pass stops at the stride-16 map: it does less backbone work than"
+    echo "the raw pass (the \`fusion\` section shows a model whose head reads the final map)."
   else
     echo "The ratio compares whole requests with bare forward passes to the final map. A model with"
     echo "a DevNet head (this one: \`$head_type\`) runs the whole pass, as the raw bench does."
@@ -468,14 +483,14 @@ section() {
   else
     echo "Profile $profile_note."
   fi
-  echo "<!-- bench/load.sh:end $head_type -->"
+  echo "<!-- bench/load.sh:end $kind -->"
 }
 
 if [ "$write_doc" = 1 ]; then
   section > "$tmp/section.md"
   [ -f "$doc" ] || : > "$doc"
-  if grep -q "^<!-- bench/load.sh:begin $head_type " "$doc"; then
-    awk -v f="$tmp/section.md" -v h="$head_type" '
+  if grep -qF "<!-- bench/load.sh:begin $kind " "$doc"; then
+    awk -v f="$tmp/section.md" -v h="$kind" '
       index($0, "<!-- bench/load.sh:begin " h " ") == 1 { while ((getline l < f) > 0) print l; skip = 1; next }
       $0 == "<!-- bench/load.sh:end " h " -->" { skip = 0; next }
       !skip' "$doc" > "$tmp/doc.md"
@@ -483,6 +498,6 @@ if [ "$write_doc" = 1 ]; then
     { cat "$doc"; [ -s "$doc" ] && echo; cat "$tmp/section.md"; } > "$tmp/doc.md"
   fi
   cat "$tmp/doc.md" > "$doc"
-  echo "load: wrote the 'Service under load: a $head_type model' section of $doc" >&2
+  echo "load: wrote the 'Service under load: a $kind model' section of $doc" >&2
 fi
 echo "$summary"

@@ -40,7 +40,7 @@ typedef struct dn_config {
     int deadline_ms;           /* per request, queue wait included (30000) */
     int retrain_debounce_ms;   /* 2000 */
     int retrain_budget_s;      /* 30 */
-    dn_head_input retrain_head_input; /* final | patches (final): what a retrained model's DevNet head reads */
+    dn_head_input retrain_head_input; /* patches | final (patches): what a retrained model's DevNet head reads */
     double retrain_max_fpr;    /* 0.05: new model's false-positive rate on held-out normals */
     double retrain_min_recall; /* 1.0: share of labelled anomalies it must score above its threshold */
     int keep_versions;         /* model versions kept on disk (10) */

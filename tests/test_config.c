@@ -87,7 +87,7 @@ Test(config, defaults)
     cr_assert_eq(c.deadline_ms, 30000);
     cr_assert_eq(c.retrain_debounce_ms, 2000);
     cr_assert_eq(c.retrain_budget_s, 30);
-    cr_assert_eq(c.retrain_head_input, DN_HEAD_INPUT_FINAL);
+    cr_assert_eq(c.retrain_head_input, DN_HEAD_INPUT_PATCHES);
     cr_assert_float_eq(c.retrain_max_fpr, 0.05, 1e-12);
     cr_assert_float_eq(c.retrain_min_recall, 1.0, 1e-12);
     cr_assert_eq(c.keep_versions, 10);
@@ -110,8 +110,8 @@ Test(config, set_parses_each_type)
     cr_assert_eq(c.role, DN_ROLE_TRAINER);
     cr_assert_eq(set(&c, "retrain_max_fpr", "0.125", &err), DN_OK);
     cr_assert_float_eq(c.retrain_max_fpr, 0.125, 1e-12);
-    cr_assert_eq(set(&c, "retrain_head_input", "patches", &err), DN_OK, "%s", err.msg);
-    cr_assert_eq(c.retrain_head_input, DN_HEAD_INPUT_PATCHES);
+    cr_assert_eq(set(&c, "retrain_head_input", "final", &err), DN_OK, "%s", err.msg);
+    cr_assert_eq(c.retrain_head_input, DN_HEAD_INPUT_FINAL);
     cr_assert_eq(set(&c, "max_pixels", "1000000", &err), DN_OK);
     cr_assert_eq(c.max_pixels, 1000000);
     cr_assert_eq(set(&c, "log_level", "WARN", &err), DN_OK);
@@ -130,7 +130,7 @@ Test(config, set_parses_each_type)
     cr_assert_eq(set(&c, "log_level", "verbose", &err), DN_EINVAL);
     cr_assert_eq(set(&c, "retrain_head_input", "tail", &err), DN_EINVAL);
     cr_assert(strstr(err.msg, "final or patches"), "%s", err.msg);
-    cr_assert_eq(c.retrain_head_input, DN_HEAD_INPUT_PATCHES, "unchanged on error");
+    cr_assert_eq(c.retrain_head_input, DN_HEAD_INPUT_FINAL, "unchanged on error");
     cr_assert_eq(set(&c, "no_such_key", "1", &err), DN_EINVAL);
     cr_assert(strstr(err.msg, "unknown setting \"no_such_key\""), "%s", err.msg);
 }
@@ -453,7 +453,7 @@ Test(config, json_hides_the_api_key)
     cr_assert(cJSON_IsFalse(cJSON_GetObjectItem(j, "allow_insecure_writes")));
     cr_assert_float_eq(cJSON_GetObjectItem(j, "max_body_bytes")->valuedouble, 33554432.0, 0);
     cr_assert_float_eq(cJSON_GetObjectItem(j, "retrain_max_fpr")->valuedouble, 0.05, 1e-12);
-    cr_assert_str_eq(cJSON_GetStringValue(cJSON_GetObjectItem(j, "retrain_head_input")), "final");
+    cr_assert_str_eq(cJSON_GetStringValue(cJSON_GetObjectItem(j, "retrain_head_input")), "patches");
     cr_assert_eq(cJSON_GetArraySize(j), 30, "one member per key");
     cJSON_Delete(j);
     cr_assert_eq(set(&c, "api_key", "hunter2", &err), DN_OK);

@@ -391,7 +391,7 @@ Test(devnetd, feedback_needs_the_key_retrains_and_swaps)
     cJSON *tr = cJSON_GetObjectItem(o, "trained");
     cr_expect_eq(num(tr, "anomalies"), 2);
     cr_expect_str_eq(cJSON_GetObjectItem(tr, "head")->valuestring, "fusion");
-    cr_expect_str_eq(cJSON_GetStringValue(cJSON_GetObjectItem(tr, "head_input")), "final", "the default");
+    cr_expect_str_eq(cJSON_GetStringValue(cJSON_GetObjectItem(tr, "head_input")), "patches", "the default");
     cr_expect(cJSON_IsTrue(cJSON_GetObjectItem(tr, "defect_classifier")), "the mask trained a defect classifier");
     cJSON_Delete(o);
     free(job);
@@ -702,12 +702,12 @@ static int score_status(const fixture *f, char head_input[16])
 
 /* One trainer and two scorers on one data dir: feedback taken by a scorer reaches the
  * trainer through the shared folder, and both scorers follow the new version. The trainer
- * trains the faster head on the patches (retrain_head_input), which the scorers then
- * serve with their forward pass stopped at stride 16. */
+ * trains the paper's head on the final map (retrain_head_input), so the scorers go from a
+ * model whose forward pass stops at stride 16 to one that needs the whole pass. */
 Test(devnetd, a_trainer_and_two_scorers_share_one_data_dir)
 {
     REQUIRE_SERVICE_INPUTS();
-    char *trainer_args[] = {"--role", "trainer", "--set", "retrain_head_input=patches", NULL};
+    char *trainer_args[] = {"--role", "trainer", "--set", "retrain_head_input=final", NULL};
     char *scorer_args[] = {"--role", "scorer", NULL};
     fixture t;
     fixture_init(&t, trainer_args, 1);
@@ -734,7 +734,7 @@ Test(devnetd, a_trainer_and_two_scorers_share_one_data_dir)
     cr_expect_geq(model_version(t.d.port), 2);
     char head_input[16];
     cr_expect_eq(score_status(&s[1], head_input), 200);
-    cr_expect_str_eq(head_input, "patches");
+    cr_expect_str_eq(head_input, "final");
     for (int i = 0; i < 2; i++) {
         cr_expect_eq(devnetd_stop(&s[i].d, SIGTERM), 0);
         expect_clean_log(s[i].log);
