@@ -253,8 +253,8 @@ static void made_up(dn_feats *f, float *d, unsigned *s, float shift)
 }
 
 /* A model of the given type; with_seg gives the anomalies masks (one defect cell in each
- * copy), so a fusion model also has a defect classifier. */
-static void model_seed(const char *name, dn_head_type type, int with_seg)
+ * copy), so a fusion model also has a defect classifier; input is what its head reads. */
+static void model_seed(const char *name, dn_head_type type, int with_seg, dn_head_input input)
 {
     enum { NN = 10, NA = 2, NF = NN + NA * DN_AUGMENTATIONS };
     static float data[NF][24 * MC];
@@ -285,6 +285,7 @@ static void model_seed(const char *name, dn_head_type type, int with_seg)
     o.bank_max = 8;
     o.proj_dim = 0;
     o.head.steps = 20;
+    o.head_input = input;
     dn_model m;
     dn_model_init(&m);
     dn_error err;
@@ -302,10 +303,11 @@ static void model_seed(const char *name, dn_head_type type, int with_seg)
 
 static void model_seeds(void)
 {
-    model_seed("normality.safetensors", DN_HEAD_NORMALITY, 0);
-    model_seed("fusion.safetensors", DN_HEAD_FUSION, 0);
-    model_seed("fusion-seg.safetensors", DN_HEAD_FUSION, 1);
-    model_seed("devnet.safetensors", DN_HEAD_DEVNET, 0);
+    model_seed("normality.safetensors", DN_HEAD_NORMALITY, 0, DN_HEAD_INPUT_FINAL);
+    model_seed("fusion.safetensors", DN_HEAD_FUSION, 0, DN_HEAD_INPUT_FINAL);
+    model_seed("fusion-seg.safetensors", DN_HEAD_FUSION, 1, DN_HEAD_INPUT_FINAL);
+    model_seed("fusion-patches.safetensors", DN_HEAD_FUSION, 1, DN_HEAD_INPUT_PATCHES);
+    model_seed("devnet.safetensors", DN_HEAD_DEVNET, 0, DN_HEAD_INPUT_FINAL);
     /* a safetensors file that is not a model: a scalar, a matrix, an empty tensor */
     static const float v[7] = {1, 2, 3, 4, 5, 6, 7};
     int64_t shape[2] = {2, 3}, empty[1] = {0};
