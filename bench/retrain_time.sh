@@ -4,23 +4,25 @@
 # dataset's train/good (features extracted once, into the data dir's cache), then gets 10
 # labelled anomalies as feedback; the job that follows is timed.
 #
-# Usage: bench/retrain_time.sh [--masks]
+# Usage: bench/retrain_time.sh [--masks] [-- DEVNETD ARGS...]
 #   default  ../shared/data/elpv (1131 normals), anomalies as raw PNG bodies (elpv has no
 #            masks)
 #   --masks  ../shared/data/magnetic_tile (714 normals), two anomalies of each defect class
 #            sent as JSON with their pixel masks, so the job also trains the defect
 #            classifier
+#   DEVNETD ARGS, e.g. --set retrain_head_input=final, go to the daemon.
 # Prints the first job's log line and the second job.
 set -u
 cd "$(dirname "$0")/.."
 SHARED=${DEVNET_SHARED:-../shared}
 MASKS=0
-[ "${1:-}" = "--masks" ] && MASKS=1
+[ "${1:-}" = "--masks" ] && MASKS=1 && shift
+[ "${1:-}" = "--" ] && shift
 DATA=$SHARED/data/elpv
 [ $MASKS = 1 ] && DATA=$SHARED/data/magnetic_tile
 D=$(mktemp -d /tmp/retrain-time-XXXXXX)
 trap 'kill $pid 2>/dev/null; rm -rf "$D"' EXIT
-build/devnetd --listen 127.0.0.1:18555 --data-dir $D/data --train-data $DATA --set retrain_debounce_ms=500 2>$D/log &
+build/devnetd --listen 127.0.0.1:18555 --data-dir $D/data --train-data $DATA --set retrain_debounce_ms=500 "$@" 2>$D/log &
 pid=$!
 until curl -sf localhost:18555/readyz >/dev/null; do sleep 1; done
 echo "first model: $(grep retrain_done $D/log | cut -c1-200)"
