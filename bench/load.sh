@@ -479,7 +479,7 @@ section() {
         printf "Raw forward pass for comparison: %.2f CPU-ms per image (one pass); the service'"'"'s forward\n", r
         printf "pass here: %.2f. Everything else costs %.2f CPU-ms per request. A ratio of %.2f needs at most\n", fwd, all - fwd, t
         printf "%.2f CPU-ms per request in all (%.2f/%.2f), i.e. %.2f %s.\n", r / t, r, t,
-               d > r / t ? d - r / t : r / t - d, d > r / t ? "less than now" : "more than now would still meet it"
+               (d > r / t ? d - r / t : r / t - d), (d > r / t ? "less than now" : "more than now would still meet it")
       }' "$tmp/profile"
   else
     echo "Profile $profile_note."
