@@ -261,6 +261,7 @@ static int write_json(const eval_ctx *c, const dn_model *m, const seed_result *r
     cJSON_AddStringToObject(o, "dataset", c->d.name);
     cJSON_AddStringToObject(o, "head", dn_head_type_name(a->m.opts.type));
     cJSON_AddStringToObject(o, "trained_as", dn_head_type_name(m->type));
+    cJSON_AddStringToObject(o, "head_input", dn_head_input_name(a->m.opts.head_input));
     cJSON_AddNumberToObject(o, "size", a->m.opts.size);
     cJSON_AddNumberToObject(o, "shots", (double)a->m.shots);
     cJSON *seeds = cJSON_AddArrayToObject(o, "seeds");
@@ -300,8 +301,10 @@ static void print_metric(double v, double std)
 static void print_table(const eval_ctx *c, const seed_result *r, double ms)
 {
     const eval_args *a = c->a;
-    printf("dataset %s, head %s, size %d, shots %ld, %d seeds\n", c->d.name,
-           dn_head_type_name(a->m.opts.type), a->m.opts.size, a->m.shots, a->n_seeds);
+    int has_head = a->m.opts.type != DN_HEAD_NORMALITY;
+    printf("dataset %s, head %s%s%s, size %d, shots %ld, %d seeds\n", c->d.name,
+           dn_head_type_name(a->m.opts.type), has_head ? " on the " : "",
+           has_head ? dn_head_input_name(a->m.opts.head_input) : "", a->m.opts.size, a->m.shots, a->n_seeds);
     printf("seed\timage_auroc\timage_aupr\tpixel_auroc\tseg_auroc\ttrain_s\n");
     for (int i = 0; i < a->n_seeds; i++) {
         printf("%llu", (unsigned long long)a->seeds[i]);

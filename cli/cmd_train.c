@@ -149,8 +149,9 @@ static int train_from(const train_args *a, dn_extractor *x, const dn_dataset *d)
     if (!rc && dn_model_save(&m, a->out, &err))
         rc = cli_fail(a->out, &err);
     if (!rc)
-        printf("%s\thead %s\tnormals %d\tanomalies %d\tthreshold %.3f\n", a->out,
-               dn_head_type_name(m.type), files.kept_normal, files.kept_anomaly, m.threshold);
+        printf("%s\thead %s\thead_input %s\tnormals %d\tanomalies %d\tthreshold %.3f\n", a->out,
+               dn_head_type_name(m.type), m.has_head ? dn_head_input_name(m.head_input) : "-",
+               files.kept_normal, files.kept_anomaly, m.threshold);
     dn_model_free(&m);
     dn_paths_free(apaths, n_anom);
     if (masks)
