@@ -9,6 +9,16 @@
 #include <string.h>
 
 static const char *const type_names[] = {"devnet", "normality", "fusion"};
+static const char *const input_names[] = {"final", "patches"};
+
+/* The index of s in names[n], or -1. */
+static int name_index(const char *const *names, int n, const char *s)
+{
+    for (int i = 0; i < n; i++)
+        if (!strcmp(s, names[i]))
+            return i;
+    return -1;
+}
 
 const char *dn_head_type_name(dn_head_type t)
 {
@@ -17,15 +27,11 @@ const char *dn_head_type_name(dn_head_type t)
 
 int dn_head_type_parse(const char *s, dn_head_type *t)
 {
-    for (int i = 0; i < 3; i++)
-        if (!strcmp(s, type_names[i])) {
-            *t = (dn_head_type)i;
-            return 0;
-        }
-    return -1;
+    int i = name_index(type_names, 3, s);
+    if (i >= 0)
+        *t = (dn_head_type)i;
+    return i < 0 ? -1 : 0;
 }
-
-static const char *const input_names[] = {"final", "patches"};
 
 const char *dn_head_input_name(dn_head_input in)
 {
@@ -34,12 +40,10 @@ const char *dn_head_input_name(dn_head_input in)
 
 int dn_head_input_parse(const char *s, dn_head_input *in)
 {
-    for (int i = 0; i < 2; i++)
-        if (!strcmp(s, input_names[i])) {
-            *in = (dn_head_input)i;
-            return 0;
-        }
-    return -1;
+    int i = name_index(input_names, 2, s);
+    if (i >= 0)
+        *in = (dn_head_input)i;
+    return i < 0 ? -1 : 0;
 }
 
 void dn_model_init(dn_model *m)
@@ -168,6 +172,16 @@ static int raw_bank(const dn_model *m, const float *desc, float *in, dn_raw *r, 
     return rc;
 }
 
+/* The image's patch descriptors into desc and, when in is not NULL, the patch inputs
+ * (dn_patch_inputs) into in. */
+static int describe_patches(const dn_feats *f, float *desc, float *in, dn_error *err)
+{
+    int rc = dn_patch_descriptors(&f->s8, &f->s16, desc, err);
+    if (!rc && in)
+        dn_seg_inputs(desc, f->s16.h * f->s16.w, f->s8.c + f->s16.c, in);
+    return rc;
+}
+
 static int uses_patches(const dn_model *m)
 {
     return m->has_head && m->head_input == DN_HEAD_INPUT_PATCHES;
@@ -188,10 +202,7 @@ static int patch_inputs(const dn_model *m, const dn_feats *f, float **desc, floa
     *in = m->has_seg || uses_patches(m) ? malloc((size_t)n * 2 * dim * sizeof **in) : NULL;
     if (!*desc || (!*in && (m->has_seg || uses_patches(m))))
         return dn_error_set(err, DN_ENOMEM, "out of memory scoring");
-    int rc = dn_patch_descriptors(&f->s8, &f->s16, *desc, err);
-    if (!rc && *in)
-        dn_seg_inputs(*desc, n, dim, *in);
-    return rc;
+    return describe_patches(f, *desc, *in, err);
 }
 
 size_t dn_patch_input_floats(const dn_feats *f)
@@ -201,12 +212,9 @@ size_t dn_patch_input_floats(const dn_feats *f)
 
 int dn_patch_inputs(const dn_feats *f, float *out, dn_error *err)
 {
-    int n = f->s16.h * f->s16.w, dim = f->s8.c + f->s16.c;
-    float *desc = malloc((size_t)n * dim * sizeof *desc);
-    int rc = desc ? dn_patch_descriptors(&f->s8, &f->s16, desc, err)
+    float *desc = malloc((size_t)f->s16.h * f->s16.w * (f->s8.c + f->s16.c) * sizeof *desc);
+    int rc = desc ? describe_patches(f, desc, out, err)
                   : dn_error_set(err, DN_ENOMEM, "out of memory for the patch inputs");
-    if (!rc)
-        dn_seg_inputs(desc, n, dim, out);
     free(desc);
     return rc;
 }

@@ -87,7 +87,8 @@ static int build_bank(dn_model *m, const dn_train_set *set, const int *fit, int 
 
 /* What the head trains on, per fit normal (in fit order) and per anomaly copy: the final
  * map (or the tail's input) of the features, or, for a head on the patches, their patch
- * inputs, computed once for every fit of the training (the fusion weights' folds too). */
+ * inputs, computed once for every fit of the training (the fusion weights' folds too) and
+ * for the defect classifier's rows. */
 typedef struct head_inputs {
     const float **normal, **anomaly;
     float *buf; /* the patch inputs (head on the patches) */
@@ -101,19 +102,14 @@ static void head_inputs_free(head_inputs *hi)
     memset(hi, 0, sizeof *hi);
 }
 
-/* The patch inputs of n images into hi->buf from row `at` on, pointers into out. */
-static int compute_patch_inputs(head_inputs *hi, const dn_feats *const *f, int n, size_t *at,
-                                const float **out, dn_error *err)
+/* The patch inputs of one image into row `row` of hi->buf; *out points at them. */
+static int patch_input_row(head_inputs *hi, const dn_feats *f, size_t row, const float **out, dn_error *err)
 {
     size_t floats = (size_t)hi->per * hi->dim;
-    int rc = DN_OK;
-    for (int i = 0; !rc && i < n; i++, (*at)++) {
-        out[i] = hi->buf + *at * floats;
-        rc = dn_patch_input_floats(f[i]) != floats
-                 ? dn_error_set(err, DN_EINVAL, "features of different sizes in one training set")
-                 : dn_patch_inputs(f[i], hi->buf + *at * floats, err);
-    }
-    return rc;
+    *out = hi->buf + row * floats;
+    return dn_patch_input_floats(f) != floats
+               ? dn_error_set(err, DN_EINVAL, "features of different sizes in one training set")
+               : dn_patch_inputs(f, hi->buf + row * floats, err);
 }
 
 static int head_inputs_init(head_inputs *hi, const dn_train_set *set, const int *fit, int n_fit,
@@ -139,17 +135,12 @@ static int head_inputs_init(head_inputs *hi, const dn_train_set *set, const int 
                                             "nor the second scale");
     hi->per = f0->s16.h * f0->s16.w;
     hi->dim = 2 * (f0->s8.c + f0->s16.c);
-    const dn_feats **fits = malloc(((size_t)n_fit + 1) * sizeof *fits);
     hi->buf = malloc(((size_t)n_fit + n_copies) * hi->per * hi->dim * sizeof *hi->buf);
-    int rc = fits && hi->buf ? DN_OK : dn_error_set(err, DN_ENOMEM, "out of memory for the head's patch inputs");
+    int rc = hi->buf ? DN_OK : dn_error_set(err, DN_ENOMEM, "out of memory for the head's patch inputs");
     for (int i = 0; !rc && i < n_fit; i++)
-        fits[i] = set->normal[fit[i]];
-    size_t at = 0;
-    if (!rc)
-        rc = compute_patch_inputs(hi, fits, n_fit, &at, hi->normal, err);
-    if (!rc)
-        rc = compute_patch_inputs(hi, set->anomaly, n_copies, &at, hi->anomaly, err);
-    free(fits);
+        rc = patch_input_row(hi, set->normal[fit[i]], (size_t)i, &hi->normal[i], err);
+    for (int i = 0; !rc && i < n_copies; i++)
+        rc = patch_input_row(hi, set->anomaly[i], (size_t)n_fit + i, &hi->anomaly[i], err);
     return rc;
 }
 
@@ -161,10 +152,10 @@ static int fit_head(dn_model *hm, const dn_backbone *bb, const dn_train_set *set
 {
     int n_copies = set->n_anomaly * set->n_aug, n_a = 0;
     int two = o->scales == 2;
-    const float **normal = malloc(2 * (size_t)n_fit * sizeof *normal), **normal_half = normal + n_fit;
+    const float **normal_half = malloc(((size_t)n_fit + 1) * sizeof *normal_half);
     const float **anomaly = malloc(2 * ((size_t)n_copies + 1) * sizeof *anomaly);
     const float **anomaly_half = anomaly ? anomaly + n_copies + 1 : NULL;
-    int rc = normal && anomaly ? dn_head_init(&hm->head, hi->dim, seed, err)
+    int rc = normal_half && anomaly ? dn_head_init(&hm->head, hi->dim, seed, err)
                                : dn_error_set(err, DN_ENOMEM, "out of memory training the head");
     hm->has_head = 1;
     hm->has_tail = o->tail;
@@ -175,7 +166,6 @@ static int fit_head(dn_model *hm, const dn_backbone *bb, const dn_train_set *set
     if (!rc && o->tail)
         rc = dn_tail_init(&hm->tail, bb, err);
     for (int i = 0; !rc && i < n_fit; i++) {
-        normal[i] = hi->normal[i];
         normal_half[i] = set->normal[fit[i]]->final_half.data;
         if (two && !normal_half[i])
             rc = dn_error_set(err, DN_EINVAL, "features lack the half-scale map (extract with scales 2)");
@@ -191,14 +181,14 @@ static int fit_head(dn_model *hm, const dn_backbone *bb, const dn_train_set *set
     if (!rc && o->tail && !f0->tail_in.data)
         rc = dn_error_set(err, DN_EINVAL, "features lack the tail input (backbone without a tail)");
     if (!rc && o->tail) {
-        dn_tail_data d = {normal, n_fit, anomaly, n_a, f0->tail_in.h, f0->tail_in.w};
+        dn_tail_data d = {hi->normal, n_fit, anomaly, n_a, f0->tail_in.h, f0->tail_in.w};
         dn_tail_opts to = o->tail_opts;
         to.seed = seed;
         to.deadline = o->deadline;
         to.cancel = o->cancel;
         rc = dn_tail_train(&hm->tail, &hm->head, &d, &to, err);
     } else if (!rc) {
-        dn_head_data d = {normal, n_fit, anomaly, n_a, hi->per,
+        dn_head_data d = {hi->normal, n_fit, anomaly, n_a, hi->per,
                           two ? normal_half : NULL, two ? anomaly_half : NULL,
                           f0->final_half.h * f0->final_half.w};
         dn_head_opts ho = o->head;
@@ -207,7 +197,7 @@ static int fit_head(dn_model *hm, const dn_backbone *bb, const dn_train_set *set
         ho.cancel = o->cancel;
         rc = dn_head_train(&hm->head, &d, &ho, err);
     }
-    free(normal);
+    free(normal_half);
     free(anomaly);
     return rc;
 }
@@ -255,34 +245,50 @@ static void seg_row(seg_rows *r, size_t *row, const float *desc, float defect)
     r->y[(*row)++] = defect;
 }
 
-/* The classifier's inputs for one image's features (desc: per x dim). */
-static int seg_inputs_of(const dn_feats *f, const seg_rows *r, float *desc, dn_error *err)
+/* The classifier's inputs for one image's features: those a head on the patches already
+ * has (ready, may be NULL), else computed into desc (per x dim floats). NULL on error. */
+static const float *seg_inputs_of(const dn_feats *f, const float *ready, const seg_rows *r, float *desc,
+                                  dn_error *err)
 {
-    if (dn_patch_input_floats(f) != (size_t)r->per * r->dim)
-        return dn_error_set(err, DN_EINVAL, "features of different sizes in one training set");
-    return dn_patch_inputs(f, desc, err);
+    if (ready)
+        return ready;
+    if (dn_patch_input_floats(f) != (size_t)r->per * r->dim) {
+        dn_error_set(err, DN_EINVAL, "features of different sizes in one training set");
+        return NULL;
+    }
+    return dn_patch_inputs(f, desc, err) ? NULL : desc;
 }
 
-static int fill_seg_rows(const dn_train_set *set, const int *fit, int n_fit, seg_rows *r, dn_error *err)
+/* hi: the head's inputs; when they are patch inputs (hi->buf), the rows come from them. */
+static int fill_seg_rows(const dn_train_set *set, const head_inputs *hi, const int *fit, int n_fit,
+                         seg_rows *r, dn_error *err)
 {
     float *desc = malloc((size_t)r->per * r->dim * sizeof *desc);
     int rc = desc ? DN_OK : dn_error_set(err, DN_ENOMEM, "out of memory for the defect classifier");
     size_t row = 0;
     for (int a = 0; a < set->n_anomaly * set->n_aug && !rc; a++) {
-        const float *cells = set->anomaly_cells[a / set->n_aug];
-        if (!cells || (rc = seg_inputs_of(set->anomaly[a], r, desc, err)))
+        const float *cells = set->anomaly_cells[a / set->n_aug], *in = NULL;
+        if (!cells)
             continue;
+        if (!(in = seg_inputs_of(set->anomaly[a], hi->buf ? hi->anomaly[a] : NULL, r, desc, err))) {
+            rc = err->code;
+            break;
+        }
         cells += (size_t)(a % set->n_aug) * r->per;
         for (int p = 0; p < r->per; p++)
-            seg_row(r, &row, desc + (size_t)p * r->dim, cells[p]);
+            seg_row(r, &row, in + (size_t)p * r->dim, cells[p]);
     }
-    int described = -1; /* the fit normal whose inputs desc holds */
+    int described = -1; /* the fit normal whose inputs `in` holds */
+    const float *in = NULL;
     for (size_t g = 0; !rc && g < (size_t)n_fit * r->per; g += r->stride) {
         int img = (int)(g / r->per);
-        if (img != described && (rc = seg_inputs_of(set->normal[fit[img]], r, desc, err)))
+        if (img != described &&
+            !(in = seg_inputs_of(set->normal[fit[img]], hi->buf ? hi->normal[img] : NULL, r, desc, err))) {
+            rc = err->code;
             break;
+        }
         described = img;
-        seg_row(r, &row, desc + (g % r->per) * r->dim, 0);
+        seg_row(r, &row, in + (g % r->per) * r->dim, 0);
     }
     free(desc);
     return rc;
@@ -290,8 +296,8 @@ static int fill_seg_rows(const dn_train_set *set, const int *fit, int n_fit, seg
 
 /* The defect classifier of a fusion model whose labelled anomalies have masks with
  * enough defect patches; without them the model has none. */
-static int train_seg(dn_model *m, const dn_train_set *set, const int *fit, int n_fit,
-                     const dn_train_opts *o, dn_error *err)
+static int train_seg(dn_model *m, const dn_train_set *set, const head_inputs *hi, const int *fit,
+                     int n_fit, const dn_train_opts *o, dn_error *err)
 {
     m->has_seg = 0;
     if (m->type != DN_HEAD_FUSION || !m->has_bank || !set->anomaly_cells)
@@ -302,7 +308,7 @@ static int train_seg(dn_model *m, const dn_train_set *set, const int *fit, int n
         return DN_OK;
     r.x = malloc(r.n * r.dim * sizeof *r.x);
     r.y = malloc(r.n * sizeof *r.y);
-    int rc = r.x && r.y ? fill_seg_rows(set, fit, n_fit, &r, err)
+    int rc = r.x && r.y ? fill_seg_rows(set, hi, fit, n_fit, &r, err)
                         : dn_error_set(err, DN_ENOMEM, "out of memory for the defect classifier");
     dn_seg_opts so;
     dn_seg_opts_default(&so);
@@ -630,7 +636,7 @@ int dn_train(dn_model *m, const dn_train_set *set, const dn_train_opts *opts, co
         !(rc = head_inputs_init(&hi, set, fit, n_fit, o, err)))
         rc = train_head(m, bb, set, &hi, fit, n_fit, o, err);
     if (!rc && !(rc = within_budget(o, "the defect classifier", err)))
-        rc = train_seg(m, set, fit, n_fit, o, err);
+        rc = train_seg(m, set, &hi, fit, n_fit, o, err);
     if (!rc)
         rc = calibrate_branches(m, set, hold, n_hold, &c, err);
     if (!rc)
