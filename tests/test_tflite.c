@@ -186,6 +186,7 @@ Test(tflite, corrupted_bytes_never_crash)
     DN_REQUIRE_SHARED(shared);
     size_t len;
     uint8_t *buf = read_model(shared, &len);
+    cr_assert_gt(len, 8192, "the backbone file under %s has %zu bytes: not the model", shared, len);
     uint64_t seed = 99;
     dn_tflite_model m;
     dn_tflite_init(&m);
